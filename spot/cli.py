@@ -1,0 +1,51 @@
+"""The `spot` command line: a thin click group.
+
+Each concern registers its commands in `spot/commands/<concern>.py`; those modules import
+heavy libraries (jax, tensorflow) inside the command functions so `spot --help` stays fast.
+Errors caused by user input (`SpotError`) print one clear line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import click
+
+from spot.errors import SpotError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spot")
+def cli() -> None:
+    """spot: soft prompt transfer (SPoT) on a frozen T5 1.1, in JAX."""
+
+
+def _register_commands() -> None:
+    import spot.commands as commands_pkg
+
+    for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"spot.commands.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(cli)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="spot", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except SpotError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except SystemExit:
+        raise

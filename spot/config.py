@@ -1,0 +1,261 @@
+"""Typed run configuration: frozen dataclasses, TOML files and `--set key=value` overrides.
+
+A run is fully described by a `RunConfig`; the CLI only parses flags into overrides of one.
+Unknown keys and values of the wrong type fail before anything heavy starts.
+
+Precedence (lowest to highest): dataclass defaults < TOML file(s) < CLI flags < `--set`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+from spot.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Which frozen model. `name` is a preset (small..xxl, test sizes) or a checkpoint path/id."""
+
+    name: str = "t5_1_1_base"
+    checkpoint: str = ""  # overrides the preset's default checkpoint location when set
+    dtype: str = "auto"  # compute dtype: auto = bfloat16 on GPU/TPU, float32 on CPU
+    param_dtype: str = "auto"  # frozen weights: auto = bfloat16 on GPU/TPU, float32 on CPU
+    attention_impl: str = "xla"  # xla | fused (jax.nn.dot_product_attention where no dropout)
+    remat: bool = False  # rematerialize each layer in the backward pass (memory for compute)
+    random_weights: bool = False  # benchmarks only: skip loading, use t5x's random init
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptConfig:
+    length: int = 100
+    init: str = "sampled_vocab"  # uniform | sampled_vocab | class_labels | text | file
+    init_path: str = ""  # for init = file (the transfer path; --init sets it)
+    init_text: str = ""
+    resize: bool = False  # allow an --init prompt of another length (truncate or pad)
+    population: int = 5000  # sampled_vocab draws from the first N embedding rows
+    uniform_scale: float = 0.5
+    reparameterize: bool = False  # two-layer feed-forward prompt encoder
+    encoder_hidden: int = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """Adafactor as in the prompt-tuning recipe (constant lr 0.3, decoupled weight decay)."""
+
+    learning_rate: float = 0.3
+    weight_decay: float = 1e-5
+    decay_rate: float = 0.8
+    clipping_threshold: float = 1.0
+    epsilon: float = 1e-30
+    factored: bool = False  # the prompt stays unfactored; model tuning factors big matrices
+    z_loss: float = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    task: str = ""
+    mixture: str = ""
+    task_files: tuple[str, ...] = ()
+    vocab: str = ""  # SentencePiece model path; empty = the model's default
+    input_length: int = 512
+    target_length: int = 128
+    batch_size: int = 32
+    mixing_K: int = 2**19
+    eval_split: str = "validation"
+    eval_batch_size: int = 64
+    max_eval_examples: int = 0  # 0 = the whole split
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    mode: str = "prompt"  # prompt | model (all weights trainable: the model-tuning baseline)
+    steps: int = 262_144
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    embedding_step: int = 10_000  # the fixed early step whose prompt is the task embedding
+    seed: int = 0
+    out_dir: str = ""
+    eval_method: str = "auto"  # auto (rank for closed label sets, else decode) | rank | decode
+    keep_checkpoints: int = 2
+    log_every: int = 50
+    progress: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    data: int = -1  # -1 = all devices not used by the model axis
+    model: int = 1  # >1 shards frozen weights (xl/xxl) on this many devices
+    multihost: bool = False  # call jax.distributed.initialize() first
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = ModelConfig()
+    prompt: PromptConfig = PromptConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    mesh: MeshConfig = MeshConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @property
+    def task_or_mixture(self) -> str:
+        return self.data.mixture or self.data.task
+
+
+_CHOICES = {
+    ("model", "dtype"): ("auto", "float32", "bfloat16"),
+    ("model", "param_dtype"): ("auto", "float32", "bfloat16"),
+    ("model", "attention_impl"): ("xla", "fused"),
+    ("prompt", "init"): ("uniform", "sampled_vocab", "class_labels", "text", "file"),
+    ("train", "mode"): ("prompt", "model"),
+    ("train", "eval_method"): ("auto", "rank", "decode"),
+}
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(section: str, key: str, value: Any, typ: Any) -> Any:
+    where = f"{section}.{key}"
+    origin = typing.get_origin(typ)
+    if origin is tuple or typ is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""), 0)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        choices = _CHOICES.get((section, key))
+        if choices and value not in choices:
+            raise ConfigError(f"{where} must be one of {', '.join(choices)}; got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {typ}")  # pragma: no cover
+
+
+def apply_overrides(config: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
+    """Apply `{"section.key": value}` overrides with type checks; unknown keys are errors."""
+    sections = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    changes: dict[str, dict[str, Any]] = {}
+    for dotted, value in overrides.items():
+        if "." not in dotted:
+            raise ConfigError(f"config key {dotted!r} must look like section.key "
+                              f"(sections: {', '.join(sections)})")
+        section, key = dotted.split(".", 1)
+        if section not in sections:
+            raise ConfigError(f"unknown config section {section!r} in {dotted!r}; "
+                              f"known: {', '.join(sections)}")
+        types_ = _field_types(type(sections[section]))
+        if key not in types_:
+            raise ConfigError(f"unknown config key {dotted!r}; {section} has: "
+                              f"{', '.join(types_)}")
+        changes.setdefault(section, {})[key] = _coerce(section, key, value, types_[key])
+    new_sections = {name: dataclasses.replace(obj, **changes.get(name, {}))
+                    for name, obj in sections.items()}
+    return RunConfig(**new_sections)
+
+
+def _flatten_toml(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, values in data.items():
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: top-level key {section!r} must be a [section] table")
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def load_toml(path: str | Path, base: RunConfig | None = None) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    try:
+        return apply_overrides(base or RunConfig(), _flatten_toml(data, str(path)))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def parse_set_args(pairs: typing.Iterable[str]) -> dict[str, str]:
+    """`["train.steps=100", ...]` -> `{"train.steps": "100"}`."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def from_dict(d: Mapping[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig from `to_dict()` output (e.g. a run folder's config.json)."""
+    return apply_overrides(RunConfig(), _flatten_toml(d, "config"))
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Cross-field checks that individual types cannot express."""
+    d, t, p = config.data, config.train, config.prompt
+    if bool(d.task) == bool(d.mixture):
+        raise ConfigError("give exactly one of data.task (--task) or data.mixture (--mixture)")
+    for name in ("input_length", "target_length", "batch_size", "eval_batch_size", "mixing_K"):
+        if getattr(d, name) <= 0:
+            raise ConfigError(f"data.{name} must be positive, got {getattr(d, name)}")
+    for name in ("steps", "eval_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+        if getattr(t, name) <= 0:
+            raise ConfigError(f"train.{name} must be positive, got {getattr(t, name)}")
+    if t.embedding_step < 0:
+        raise ConfigError("train.embedding_step must be >= 0 (0 disables the embedding)")
+    if p.length <= 0:
+        raise ConfigError(f"prompt.length must be positive, got {p.length}")
+    if p.init == "file" and not p.init_path:
+        raise ConfigError("prompt.init = file needs prompt.init_path (--init FILE)")
+    if config.optimizer.learning_rate <= 0:
+        raise ConfigError("optimizer.learning_rate must be positive")
+    return config
+
+

@@ -1,0 +1,199 @@
+"""Mixed-task inference: one frozen model serves many tasks' prompts in the same batch.
+
+Each request carries its own prompt (per-example [B, L, E] prompts in the encoder) and, for
+tasks with a closed label set, its own candidate labels (per-example rank classification);
+open-ended requests are decoded greedily. Results come back in input order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import IO, Any, Callable, Sequence
+
+import numpy as np
+
+from spot.errors import DataError, SpotError
+from spot.model.api import T5, batch_pad
+from spot.model.decode import EOS_ID, greedy_decode, score_candidates_per_example
+from spot.train.evaluate import trim_at_eos
+
+
+@dataclasses.dataclass
+class Request:
+    line: int
+    inputs: str
+    task: str | None
+    prompt_key: str  # which prompt (a path, or a library entry id)
+    labels: tuple[str, ...] | None  # closed label set -> rank classification
+    extra: dict[str, Any]
+
+
+def _round_up(n: int, multiple: int = 16) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def _encode_inputs(vocab: Any, texts: Sequence[str], input_length: int) -> np.ndarray:
+    ids = [list(vocab.encode(t))[: input_length - 1] + [EOS_ID] for t in texts]
+    return batch_pad(ids, min(input_length, _round_up(max(len(i) for i in ids))))
+
+
+def run_requests(t5: T5, vocab: Any, requests: Sequence[Request], prompts: dict[str, np.ndarray],
+                 *, input_length: int = 512, max_length: int = 64,
+                 batch_size: int = 32) -> list[tuple[str, float]]:
+    """(prediction, score) per request, in order, with tasks mixed inside each batch.
+
+    Ranked and decoded requests go through separate batches (they run different programs);
+    within each kind, batches mix tasks and prompts freely.
+    """
+    results: list[tuple[str, float] | None] = [None] * len(requests)
+    ranked = [i for i, r in enumerate(requests) if r.labels]
+    decoded = [i for i, r in enumerate(requests) if not r.labels]
+    for group, rank in ((ranked, True), (decoded, False)):
+        for start in range(0, len(group), batch_size):
+            idx = group[start:start + batch_size]
+            reqs = [requests[i] for i in idx]
+            enc = _encode_inputs(vocab, [r.inputs for r in reqs], input_length)
+            prompt = np.stack([prompts[r.prompt_key] for r in reqs])
+            pad = batch_size - len(reqs)  # fixed batch shape: one compile per length bucket
+            if pad:
+                enc = np.concatenate([enc, np.zeros((pad, enc.shape[1]), enc.dtype)])
+                prompt = np.concatenate([prompt, np.repeat(prompt[:1], pad, axis=0)])
+            if rank:
+                cand_ids = [[list(vocab.encode(w)) + [EOS_ID] for w in r.labels] for r in reqs]
+                n_c = max(len(c) for c in cand_ids)
+                t_len = _round_up(max(len(x) for c in cand_ids for x in c), 8)
+                cands = np.zeros((batch_size, n_c, t_len), np.int32)
+                for b, c in enumerate(cand_ids):
+                    cands[b, : len(c)] = batch_pad(c, t_len)
+                if pad:
+                    cands[len(reqs):, 0, 0] = EOS_ID
+                scores = np.asarray(score_candidates_per_example(
+                    t5.module, t5.params, enc, prompt, cands))
+                for b, i in enumerate(idx):
+                    k = int(np.argmax(scores[b]))
+                    results[i] = (requests[i].labels[k], float(scores[b, k]))
+            else:
+                tokens, logp = greedy_decode(t5.module, t5.params, enc, prompt,
+                                             max_length=max_length)
+                tokens, logp = np.asarray(tokens), np.asarray(logp)
+                for b, i in enumerate(idx):
+                    results[i] = (vocab.decode(trim_at_eos(tokens[b])), float(logp[b]))
+    return results  # type: ignore[return-value]
+
+
+def run_grouped(t5: T5, vocab: Any, requests: Sequence[Request], prompts: dict[str, np.ndarray],
+                **kw: Any) -> list[tuple[str, float]]:
+    """One task (one prompt) at a time: the baseline mixed batching is compared against."""
+    results: list[tuple[str, float] | None] = [None] * len(requests)
+    keys = sorted({(r.prompt_key, r.labels or ()) for r in requests})
+    for key in keys:
+        idx = [i for i, r in enumerate(requests) if (r.prompt_key, r.labels or ()) == key]
+        sub = run_requests(t5, vocab, [requests[i] for i in idx], prompts, **kw)
+        for i, res in zip(idx, sub):
+            results[i] = res
+    return results  # type: ignore[return-value]
+
+
+def _library_prompt_for(library: Any, task: str, entry_id: str | None) -> tuple[str, Any]:
+    if entry_id:
+        entry = library.get(entry_id) if hasattr(library, "get") else next(
+            (e for e in library.entries() if str(e.id) == str(entry_id)), None)
+        if entry is None:
+            raise DataError(f"unknown library entry {entry_id!r}")
+        return str(entry.id), entry
+    candidates = [e for e in library.entries() if e.task == task]
+    if not candidates:
+        raise DataError(f"the library has no prompt for task {task!r}")
+    best = max(candidates, key=lambda e: ((e.metrics or {}).get("score", float("-inf")),
+                                          str(getattr(e, "created", ""))))
+    return str(best.id), best
+
+
+def parse_requests(path: Path, *, t5: T5, prompt_path: str | None, library_root: str | None,
+                   default_task: str | None, on_error: str,
+                   warn: Callable[[str], None]) -> tuple[list[Request | None],
+                                                         dict[str, np.ndarray], list[str]]:
+    """Read and validate every line; bad lines are reported with their line number and
+    either skipped (kept as None, reported in the output) or stop the run."""
+    from spot.data import registry
+    from spot.model.prompt import validate_prompt
+    from spot.model.prompt_files import load_prompt
+
+    prompts: dict[str, np.ndarray] = {}
+    library = None
+    if prompt_path:
+        prompts[str(prompt_path)] = validate_prompt(load_prompt(prompt_path), t5.config.emb_dim,
+                                                    source=str(prompt_path))
+    else:
+        from spot.library.store import PromptLibrary
+
+        library = PromptLibrary(library_root, create=False)
+    out: list[Request | None] = []
+    errors: list[str] = []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                try:
+                    row = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise DataError(f"not valid UTF-8 JSON ({e})") from None
+                if not isinstance(row, dict) or not isinstance(row.get("inputs"), str):
+                    raise DataError("expected an object with a string field `inputs`")
+                task = row.get("task") or default_task
+                labels = None
+                if task is not None:
+                    try:
+                        info = registry.get(task)
+                    except DataError:
+                        raise DataError(f"unknown task {task!r}") from None
+                    labels = tuple(info.label_words) if info.label_words else None
+                if library is not None:
+                    if task is None and not row.get("entry"):
+                        raise DataError("names no task (and no `entry`) to pick a prompt")
+                    key, entry = _library_prompt_for(library, task, row.get("entry"))
+                    if key not in prompts:
+                        prompts[key] = validate_prompt(library.load_prompt(entry),
+                                                       t5.config.emb_dim, source=f"entry {key}")
+                    task = task or entry.task
+                else:
+                    key = str(prompt_path)
+                extra = {k: v for k, v in row.items() if k not in ("inputs", "task", "entry")}
+                out.append(Request(n, row["inputs"], task, key, labels, extra))
+            except SpotError as e:
+                message = f"{path}:{n}: {e}"
+                if on_error == "stop":
+                    raise DataError(message) from None
+                warn(message)
+                errors.append(message)
+                out.append(None)
+    return out, prompts, errors
+
+
+def predict_jsonl(t5: T5, vocab: Any, input_path: Path, out: IO[str], *,
+                  prompt_path: str | None = None, library_root: str | None = None,
+                  default_task: str | None = None, input_length: int = 512,
+                  max_length: int = 64, batch_size: int = 32, on_error: str = "skip",
+                  warn: Callable[[str], None] = print) -> dict[str, int]:
+    parsed, prompts, errors = parse_requests(
+        input_path, t5=t5, prompt_path=prompt_path, library_root=library_root,
+        default_task=default_task, on_error=on_error, warn=warn)
+    good = [r for r in parsed if r is not None]
+    results = run_requests(t5, vocab, good, prompts, input_length=input_length,
+                           max_length=max_length, batch_size=batch_size) if good else []
+    it = iter(results)
+    err = iter(errors)
+    written = 0
+    for r in parsed:
+        if r is None:
+            out.write(json.dumps({"error": next(err)}) + "\n")
+            continue
+        prediction, score = next(it)
+        record = {"line": r.line, "task": r.task, "prediction": prediction, "score": score,
+                  **({"entry": r.prompt_key} if library_root else {}), **r.extra}
+        out.write(json.dumps(record) + "\n")
+        written += 1
+    return {"written": written, "skipped": len(errors)}

@@ -1,0 +1,182 @@
+"""From a `RunConfig` to a finished run folder: model, vocabulary, data, evaluators, loop.
+
+This is the function behind `spot train-source`, `spot train-target` and the study grid;
+notebooks call `spot.train.run.train(config)` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from spot.config import RunConfig, validate
+from spot.errors import ConfigError
+from spot.model.api import T5, load_t5, random_t5, resolve_dtype
+from spot.model.t5 import T5Config
+
+SIZES = ("small", "base", "large", "xl", "xxl")
+DEFAULT_CHECKPOINTS = {
+    f"t5_1_1_{s}": f"gs://t5-data/pretrained_models/t5x/t5_1_1_lm100k_{s}/checkpoint_1100000"
+    for s in SIZES}
+_VOCAB_FILES = ("spiece.model", "sentencepiece.model", "vocab.model")
+EMBEDDED_MODEL = "embedded"  # the tiny backbone the project pretrains itself (spot backbone)
+
+
+def resolve_model_path(name: str, checkpoint: str = "") -> str:
+    if checkpoint:
+        return checkpoint
+    if name == EMBEDDED_MODEL:
+        from spot.data.offline.backbone import backbone_path
+
+        return str(backbone_path())
+    preset = {s: f"t5_1_1_{s}" for s in SIZES}.get(name, name)
+    if preset in DEFAULT_CHECKPOINTS:
+        return DEFAULT_CHECKPOINTS[preset]
+    return name
+
+
+def build_model(config: RunConfig) -> T5:
+    m = config.model
+    dtype = resolve_dtype(m.dtype)
+    param_dtype = resolve_dtype(m.param_dtype)
+    if config.train.mode == "model":
+        param_dtype = resolve_dtype("float32")  # trained weights stay in float32
+    options = {"param_dtype": param_dtype, "attention_impl": m.attention_impl, "remat": m.remat}
+    if m.random_weights:
+        try:
+            cfg = T5Config.preset(m.name)
+        except ConfigError:
+            raise ConfigError("model.random_weights needs a preset name as model.name") from None
+        return random_t5(cfg, seed=config.train.seed, dtype=dtype, **options)
+    return load_t5(resolve_model_path(m.name, m.checkpoint), dtype, **options)
+
+
+def resolve_vocab(config: RunConfig) -> Any:
+    """data.vocab if set; else a SentencePiece file shipped beside the checkpoint; else T5's."""
+    from spot.data.vocab import DEFAULT_VOCAB, load_vocabulary
+
+    if config.data.vocab:
+        return load_vocabulary(config.data.vocab)
+    path = resolve_model_path(config.model.name, config.model.checkpoint)
+    if "://" not in path and os.path.isdir(path):
+        for name in _VOCAB_FILES:
+            if (Path(path) / name).is_file():
+                return load_vocabulary(Path(path) / name)
+    return load_vocabulary(DEFAULT_VOCAB)
+
+
+def default_out_dir(config: RunConfig) -> Path:
+    name = config.task_or_mixture.replace("/", "_")
+    mode = "model" if config.train.mode == "model" else "prompt"
+    return Path("runs") / f"{name}-{mode}-s{config.train.seed}"
+
+
+def _label_words(names: list[str]) -> list[str]:
+    from spot.data import registry
+
+    words: list[str] = []
+    for n in names:
+        for w in registry.get(n).label_words or ():
+            if w not in words:
+                words.append(w)
+    return words
+
+
+def initial_trainable_fn(config: RunConfig, t5: T5, vocab: Any, members: list[str]
+                         ) -> Callable[[], dict]:
+    """Steps 2 and 3 of the resume order: --init file, else the configured initializer."""
+    from spot.model.prompt import make_initial_prompt
+    from spot.train.loop import trainable_from_prompt
+
+    p = config.prompt
+
+    def make() -> dict:
+        if config.train.mode == "model":
+            return {"params": t5.params}
+        init = p.init
+        labels = None
+        if init == "class_labels":
+            labels = _label_words(members)
+            if not labels:
+                init = "sampled_vocab"  # open-ended targets have no label words to embed
+        prompt = make_initial_prompt(
+            init, seed=config.train.seed, length=p.length, embedding=t5.embedding, vocab=vocab,
+            labels=labels, text=p.init_text, path=p.init_path or None, resize=p.resize,
+            scale=p.uniform_scale, population=p.population)
+        return trainable_from_prompt(prompt, reparameterize=p.reparameterize,
+                                     hidden=p.encoder_hidden, seed=config.train.seed)
+
+    return make
+
+
+def check_init_prompt(config: RunConfig, emb_dim: int) -> None:
+    """Fail on a mismatched --init prompt before anything compiles."""
+    p = config.prompt
+    if p.init != "file":
+        return
+    from spot.model.prompt import validate_prompt
+    from spot.model.prompt_files import load_prompt
+
+    prompt = validate_prompt(load_prompt(p.init_path), source=p.init_path)
+    if prompt.shape[1] != emb_dim:
+        raise ConfigError(
+            f"--init {p.init_path}: prompt width {prompt.shape[1]} does not match the model's "
+            f"embedding size {emb_dim}")
+    if prompt.shape[0] != p.length and not p.resize:
+        raise ConfigError(
+            f"--init {p.init_path}: prompt length {prompt.shape[0]} differs from prompt.length "
+            f"{p.length}; pass --resize-prompt to truncate or pad it")
+
+
+def train(config: RunConfig, *, t5: T5 | None = None, vocab: Any = None,
+          log: Callable[[str], None] = print, step_wrapper: Callable | None = None):
+    """Run (or resume) one training run and return its `RunResult`."""
+    from spot.data import pipeline, registry
+    from spot.data.local import register_task_file
+    from spot.train.evaluate import make_evaluator
+    from spot.train.loop import run_loop
+    from spot.train.sharding import maybe_initialize_distributed
+
+    config = validate(config)
+    maybe_initialize_distributed(config.mesh)
+    for f in config.data.task_files:
+        register_task_file(f)
+    info = registry.get(config.task_or_mixture)
+    members = list(info.members)
+    if t5 is None:
+        t5 = build_model(config)
+    check_init_prompt(config, t5.config.emb_dim)
+    if vocab is None:
+        vocab = resolve_vocab(config)
+    d = config.data
+    out_dir = Path(config.train.out_dir) if config.train.out_dir else default_out_dir(config)
+
+    def batches(start_step: int):
+        return pipeline.train_batches(
+            config.task_or_mixture, vocab=vocab, batch_size=d.batch_size,
+            input_length=d.input_length, target_length=d.target_length, seed=config.train.seed,
+            start_step=start_step, K=d.mixing_K)
+
+    eval_sets = {}
+    for name in members:
+        if registry.get(name).num_examples(d.eval_split) == 0:
+            continue
+        eval_sets[name] = pipeline.eval_set(
+            name, vocab=vocab, split=d.eval_split, input_length=d.input_length,
+            target_length=d.target_length, max_examples=d.max_eval_examples or None)
+    if not eval_sets:
+        log(f"no {d.eval_split} split for {config.task_or_mixture}: training without evaluation")
+    frozen = {} if config.train.mode == "model" else t5.params
+    evaluate = None
+    if eval_sets:
+        evaluate = make_evaluator(t5.module, eval_sets, vocab=vocab,
+                                  method=config.train.eval_method, batch_size=d.eval_batch_size,
+                                  max_length=d.target_length)
+    metadata = {"task": config.task_or_mixture, "members": members,
+                "model": config.model.checkpoint or config.model.name,
+                "model_config": t5.config.to_dict(), "mode": config.train.mode}
+    return run_loop(config, out_dir=out_dir, module=t5.module, frozen=frozen,
+                    initial_trainable=initial_trainable_fn(config, t5, vocab, members),
+                    batches=batches, evaluate=evaluate, metadata=metadata,
+                    step_wrapper=step_wrapper, log=log)

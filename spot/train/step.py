@@ -1,0 +1,150 @@
+"""Pure train/eval step functions.
+
+Trainability is data: the step differentiates a loss with respect to the `trainable` pytree
+only (the prompt, or every weight in model-tuning mode); the frozen weights are a separate
+argument and never get a gradient. The state is a plain dict so that checkpoints, shardings
+and donation all follow from its structure:
+
+    state = {"step": int32[], "trainable": pytree, "opt_state": pytree, "rng": uint32[2]}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from spot.config import OptimizerConfig
+from spot.model.prompt import effective_prompt
+from spot.model.t5 import Transformer
+
+Batch = dict[str, jax.Array]
+State = dict[str, Any]
+
+
+def decoupled_weight_decay(rate: float) -> optax.GradientTransformation:
+    """Adds `-rate * param` to the update after the learning rate is applied.
+
+    t5x's Adafactor decays weights by a fixed fraction per step, independent of the learning
+    rate: `new = (1 - rate) * param - lr * update`.
+    """
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params):
+        if params is None:
+            raise ValueError("decoupled_weight_decay needs the parameters")
+        updates = jax.tree_util.tree_map(lambda u, p: u - rate * p, updates, params)
+        return updates, state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
+    """Adafactor with the prompt-tuning recipe: no momentum, no parameter scaling,
+    decay rate 0.8, update clipping 1.0, constant learning rate, decoupled weight decay."""
+    parts = [
+        optax.scale_by_factored_rms(factored=cfg.factored, decay_rate=cfg.decay_rate,
+                                    epsilon=cfg.epsilon),
+        optax.clip_by_block_rms(cfg.clipping_threshold),
+        optax.scale(-cfg.learning_rate),
+    ]
+    if cfg.weight_decay:
+        parts.append(decoupled_weight_decay(cfg.weight_decay))
+    return optax.chain(*parts)
+
+
+def cross_entropy(logits_BTV: jax.Array, targets_BT: jax.Array, weights_BT: jax.Array,
+                  z_loss: float) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Token cross-entropy (plus t5x's z-loss on log Z) averaged over real target tokens."""
+    logits_BTV = logits_BTV.astype(jnp.float32)
+    log_z_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
+    target_logit_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
+    nll_BT = log_z_BT - target_logit_BT
+    z_BT = z_loss * jnp.square(log_z_BT)
+    num_tokens = jnp.maximum(jnp.sum(weights_BT), 1.0)
+    nll = jnp.sum(nll_BT * weights_BT) / num_tokens
+    z = jnp.sum(z_BT * weights_BT) / num_tokens
+    correct = (jnp.argmax(logits_BTV, axis=-1) == targets_BT).astype(jnp.float32)
+    metrics = {"loss": nll + z, "cross_entropy": nll, "z_loss": z,
+               "token_accuracy": jnp.sum(correct * weights_BT) / num_tokens,
+               "num_tokens": jnp.sum(weights_BT)}
+    return nll + z, metrics
+
+
+def split_trainable(trainable: dict, frozen: dict) -> tuple[dict, jax.Array | None]:
+    """(model params, prompt) for either mode: prompt tuning keeps the model in `frozen`;
+    model tuning keeps every weight in `trainable["params"]` and uses no prompt."""
+    if "params" in trainable:
+        return trainable["params"], None
+    return frozen, effective_prompt(trainable)
+
+
+def init_state(trainable: dict, optimizer: optax.GradientTransformation, seed: int) -> State:
+    trainable = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), trainable)
+    return {"step": jnp.asarray(0, jnp.int32), "trainable": trainable,
+            "opt_state": optimizer.init(trainable), "rng": jax.random.PRNGKey(seed)}
+
+
+def make_train_step(module: Transformer, optimizer: optax.GradientTransformation,
+                    z_loss: float) -> Callable[[State, dict, Batch], tuple[State, dict]]:
+    """The un-jitted train step; `spot.train.loop` jits it with shardings and donation."""
+
+    def train_step(state: State, frozen: dict, batch: Batch) -> tuple[State, dict]:
+        dropout_rng = jax.random.fold_in(state["rng"], state["step"])
+
+        def loss_fn(trainable):
+            params, prompt = split_trainable(trainable, frozen)
+            logits = module.apply(
+                {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+                prompt=prompt, deterministic=False,
+                decoder_target_tokens=batch["decoder_target_tokens"],
+                rngs={"dropout": dropout_rng})
+            return cross_entropy(logits, batch["decoder_target_tokens"],
+                                 batch["decoder_loss_weights"], z_loss)
+
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["trainable"])
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["trainable"])
+        trainable = optax.apply_updates(state["trainable"], updates)
+        metrics["grad_norm"] = optax.global_norm(grads)
+        new_state = {"step": state["step"] + 1, "trainable": trainable, "opt_state": opt_state,
+                     "rng": state["rng"]}
+        return new_state, metrics
+
+    return train_step
+
+
+def jit_train_step(step_fn: Callable, mesh, state: State, frozen: dict, *,
+                   model_tuning: bool = False):
+    """The train step exactly as training compiles it: explicit shardings, state donated.
+
+    Returns `(jitted_step, state_shardings, frozen_shardings, batch_sharding)`; the loop and
+    the benchmark both call this so that what is timed is what trains.
+    """
+    from spot.train import sharding as shard
+
+    state_sh = shard.state_shardings(mesh, state, model_tuning=model_tuning)
+    frozen_sh = shard.frozen_shardings(mesh, frozen)
+    batch_sh = shard.batch_sharding(mesh)
+    jitted = jax.jit(step_fn, in_shardings=(state_sh, frozen_sh, batch_sh),
+                     out_shardings=(state_sh, None), donate_argnums=(0,))
+    return jitted, state_sh, frozen_sh, batch_sh
+
+
+def make_eval_loss(module: Transformer, z_loss: float):
+    """Teacher-forced validation loss (deterministic: no dropout)."""
+
+    def eval_loss(trainable: dict, frozen: dict, batch: Batch) -> dict:
+        params, prompt = split_trainable(trainable, frozen)
+        logits = module.apply({"params": params}, batch["encoder_input_tokens"],
+                              batch["decoder_input_tokens"], prompt=prompt, deterministic=True,
+                              decoder_target_tokens=batch["decoder_target_tokens"])
+        _, metrics = cross_entropy(logits, batch["decoder_target_tokens"],
+                                   batch["decoder_loss_weights"], z_loss)
+        return metrics
+
+    return eval_loss

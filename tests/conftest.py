@@ -1,0 +1,45 @@
+"""Shared fixtures.
+
+`../shared/testdata` holds real artifacts (a t5x checkpoint, the T5 vocabulary, released
+prompts). Outside this workplace the folder is absent: tests that need it skip, except
+under CI=true where its absence is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_TESTDATA = ROOT.parent / "shared" / "testdata"
+RELEASE = SHARED_TESTDATA / "prompt_tuning_release"
+
+
+def _require(path: Path) -> Path:
+    if path.exists():
+        return path
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{path} is missing; CI must provide ../shared/testdata")
+    pytest.skip(f"{path} is absent (real test data only exists beside the project checkout)")
+
+
+@pytest.fixture(scope="session")
+def release_dir() -> Path:
+    return _require(RELEASE)
+
+
+@pytest.fixture(scope="session")
+def vocab_path() -> Path:
+    return _require(RELEASE / "t5_sentencepiece.model")
+
+
+@pytest.fixture(scope="session")
+def t5x_tiny_checkpoint() -> Path:
+    return _require(RELEASE / "t5x_tiny_checkpoint" / "checkpoint_3")
+
+
+@pytest.fixture(scope="session")
+def released_prompts_dir() -> Path:
+    return _require(RELEASE / "prompts_t5_1_1_lm100k_base")

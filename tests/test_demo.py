@@ -1,0 +1,76 @@
+"""The embedded default end to end, in miniature: the same code path as `spot demo` (backbone
+pretraining, sources, mixture, targets from scratch / mixture / every source / retrieved
+top-k, analysis, figures) with a few steps each. The full-size run is the README's command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A private cache folder (the vocabulary is copied in when the user cache has it)."""
+    path = tmp_path_factory.mktemp("cache")
+    from spot.data.offline.vocab import default_vocabulary_path
+
+    vocab = default_vocabulary_path()
+    shutil.copytree(vocab.parent, path / vocab.parent.name)
+    return path
+
+
+def test_demo_miniature(tmp_path, cache, monkeypatch):
+    monkeypatch.setenv("SPOT_CACHE", str(cache))
+    from spot.data.offline.backbone import BackboneRecipe
+    from spot.demo import DemoConfig, render_tables, run_demo
+
+    demo = DemoConfig(out=str(tmp_path / "demo"), backbone=BackboneRecipe(
+        span_steps=12, prefix_lm_steps=4, batch_size=8), source_steps=6, target_steps=6,
+        embedding_step=2, eval_every=3, prompt_length=4, batch_size=8, max_eval_examples=24)
+    report = run_demo(demo, log=lambda s: None)
+    out = tmp_path / "demo"
+    for name in ("results.csv", "summary.json", "tables.md", "transfer_table.md",
+                 "fig_transfer_heatmap.png", "fig_transfer_heatmap.pdf",
+                 "fig_similarity_clustermap.png", "fig_similarity_vs_transfer.png"):
+        assert (out / name).exists(), name
+    from spot.data.offline.suite import SOURCE_TASKS, TARGET_TASKS
+
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    # Per target: baseline, mixture, and one row per source.
+    assert len(rows) == len(TARGET_TASKS) * (2 + len(SOURCE_TASKS))
+    assert {r["source"] for r in rows} == {"none", "mixture", *SOURCE_TASKS}
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["retrieval_quality"]) == {
+        "avg_cosine", "per_token_cosine", "avg_euclidean", "per_token_euclidean",
+        "avg_manhattan", "per_token_manhattan"}
+    for t in summary["targets"]:
+        assert len(t["retrieved"]) == demo.k
+        assert t["oracle"] >= t["best_of_top_k"]
+    tables = render_tables(report)
+    assert "transfer helps?" in tables and all(t in tables for t in TARGET_TASKS)
+    # A rerun resumes every finished run instead of training again: no run's metrics change.
+    logs = {p: p.read_bytes() for p in (out / "runs").glob("*/metrics.jsonl")}
+    report2 = run_demo(demo, log=lambda s: None)
+    assert report2["targets"] == report["targets"]
+    assert {p: p.read_bytes() for p in (out / "runs").glob("*/metrics.jsonl")} == logs
+
+
+def test_notebook_runs(tmp_path, cache):
+    env = {**os.environ, "SPOT_QUICKSTART_FAST": "1", "SPOT_CACHE": str(cache),
+           "SPOT_QUICKSTART_OUT": str(tmp_path / "nb"), "MPLBACKEND": "Agg"}
+    done = subprocess.run([sys.executable, str(ROOT / "docs" / "notebooks" / "quickstart.py")],
+                          env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "from scratch:" in done.stdout
+    for name in ("loss.png", "ranking.png", "scores.npy"):
+        assert (tmp_path / "nb" / name).exists()

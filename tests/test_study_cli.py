@@ -1,0 +1,118 @@
+"""`spot study run` and `spot study collect` through click's CliRunner: a real (tiny) study on
+a random tiny T5 with the offline suite's vocabulary and offline tasks, plus its usage errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from spot.cli import cli
+from spot.study import plan
+
+SOURCES = ["offline_vader_valence", "offline_pos_word"]
+TARGET = "offline_review_polarity"
+FAST = ["--set", "data.input_length=48", "--set", "data.target_length=4",
+        "--set", "data.batch_size=8", "--set", "prompt.length=4",
+        "--set", "train.eval_every=4", "--set", "train.embedding_step=2",
+        "--set", "train.checkpoint_every=4", "--set", "data.max_eval_examples=16",
+        "--set", "data.eval_batch_size=16", "--set", "train.progress=false",
+        "--set", "train.log_every=2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random tiny T5 1.1 in the native format with the offline vocabulary beside it."""
+    from spot.data.offline.vocab import default_vocabulary_path
+    from spot.model.checkpoints import save_native
+    from spot.model.t5 import T5Config, init_params
+
+    cfg = T5Config.preset("test_tiny", vocab_size=8192)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    save_native(path, cfg, init_params(cfg, 0))
+    shutil.copyfile(default_vocabulary_path(), path / "vocab.model")
+    return path
+
+
+def _invoke(args, exit_code=0):
+    result = CliRunner().invoke(cli, args, catch_exceptions=True)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == exit_code, result.output
+    return result
+
+
+def _json(stdout: str) -> dict:
+    return json.loads(stdout[stdout.index("{"):])
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_study_run_trains_the_grid_and_writes_results(tmp_path, tiny_model):
+    out = tmp_path / "study"
+    source = SOURCES[0]  # one source keeps it quick: a source, a baseline and a transfer cell
+    args = ["study", "run", "--sources", source, "--targets", TARGET,
+            "--seeds", "1", "--out", str(out), "--model", str(tiny_model), "--steps", "4",
+            *FAST]
+    r = _invoke(args)
+    report = _json(r.stdout)
+    assert report["finished"] == len(plan([source], [TARGET], 1)) == 3
+    assert report["waiting"] == 0 and report["results"] == str(out / "results.csv")
+    rows = _rows(out / "results.csv")
+    assert sorted(r["source"] for r in rows) == ["none", source]
+    assert {(r["target"], r["seed"]) for r in rows} == {(TARGET, "0")}
+    assert all(0.0 <= float(r["score"]) <= 100.0 for r in rows)
+    # Each transfer cell started from its source's best prompt.
+    config = json.loads((out / "runs" / f"target-{TARGET}-from-{source}-s0"
+                         / "config.json").read_text())
+    assert config["prompt"]["init_path"] == str(out / "runs" / f"source-{source}-s0"
+                                                / "prompts" / "best.npy")
+    assert config["train"]["steps"] == 4 and config["prompt"]["length"] == 4
+    baseline = json.loads((out / "runs" / f"target-{TARGET}-from-none-s0" / "config.json")
+                          .read_text())
+    assert baseline["prompt"]["init"] == "class_labels"
+    from spot.library.store import PromptLibrary
+
+    with PromptLibrary(out / "library", create=False) as lib:
+        assert [e.task for e in lib.entries()] == [source]
+
+    # A rerun finds every cell finished; `collect` rewrites the same rows.
+    report = _json(_invoke(args).stdout)
+    assert report["finished"] == 0 and report["skipped"] == 3
+    (out / "results.csv").unlink()
+    r = _invoke(["study", "collect", str(out)])
+    assert "2 rows" in r.output and _rows(out / "results.csv") == rows
+
+
+def test_dry_run_shards_split_the_grid(tmp_path):
+    cells = []
+    for i in range(3):
+        r = _invoke(["study", "run", "--sources", ",".join(SOURCES),
+                     "--targets", TARGET, "--seeds", "2", "--out", str(tmp_path / "s"),
+                     "--shard", f"{i}/3", "--dry-run", "--set", "train.steps=7"])
+        dry = json.loads(r.stdout)
+        assert dry["shard"] == [i, 3] and dry["config"]["train"]["steps"] == 7
+        cells += dry["cells"]
+    assert sorted(cells) == sorted(c.key for c in plan(SOURCES, [TARGET], 2))
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--shard", "2/2"], "--shard 2/2: need 0 <= i < n"),
+    (["--shard", "half"], "--shard expects i/n"),
+    (["--sources", "offline_vader_valence,no_such_task"], "unknown task or mixture 'no_such_task'"),
+    (["--targets", "no_such_target"], "unknown task or mixture 'no_such_target'"),
+    (["--sources", " , "], "give at least one task name"),
+])
+def test_usage_errors_exit_2_with_a_message(tmp_path, extra, message):
+    args = ["study", "run", "--sources", "offline_vader_valence", "--targets", TARGET,
+            "--out", str(tmp_path / "s"), *extra]
+    r = _invoke(args, exit_code=2)
+    assert message in r.output
+    assert not (tmp_path / "s").exists()

@@ -1,0 +1,134 @@
+"""The run loop on a tiny model and a synthetic task: invariants, resume, NaN guard."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from spot.config import RunConfig, apply_overrides
+from spot.errors import NonFiniteError
+from spot.model.api import random_t5
+from spot.model.prompt import init_uniform
+from spot.train.loop import run_loop, trainable_from_prompt
+
+from .synthetic import synthetic_batches
+
+
+def _config(out_dir, **overrides):
+    base = {"train.steps": 12, "train.eval_every": 6, "train.checkpoint_every": 4,
+            "train.embedding_step": 5, "train.log_every": 2, "train.progress": False,
+            "train.out_dir": str(out_dir), "prompt.length": 4, "data.task": "synthetic",
+            "model.name": "test_tiny", "optimizer.learning_rate": 0.3}
+    base.update(overrides)
+    return apply_overrides(RunConfig(), base)
+
+
+def _run(config, t5, **kw):
+    prompt = init_uniform(0, config.prompt.length, t5.config.emb_dim)
+    return run_loop(config, out_dir=config.train.out_dir, module=t5.module, frozen=t5.params,
+                    initial_trainable=lambda: trainable_from_prompt(
+                        prompt, reparameterize=False, hidden=8, seed=0),
+                    batches=synthetic_batches(), evaluate=kw.pop("evaluate", None),
+                    metadata={"task": "synthetic"}, log=lambda s: None, **kw)
+
+
+@pytest.fixture(scope="module")
+def t5():
+    return random_t5("test_tiny", seed=0)
+
+
+def test_only_the_prompt_changes_and_loss_falls(tmp_path, t5):
+    before = jax.tree_util.tree_map(np.array, t5.params)
+    config = _config(tmp_path / "run", **{"train.steps": 40, "train.eval_every": 40,
+                                          "train.checkpoint_every": 40})
+    result = _run(config, t5)
+    after = jax.tree_util.tree_map(np.array, t5.params)
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, before, after))
+    from spot.model.prompt_files import load_prompt
+
+    final = load_prompt(result.prompt_paths["final"])
+    init = init_uniform(0, 4, t5.config.emb_dim)
+    assert final.shape == init.shape and not np.allclose(final, init)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    losses = [r["loss"] for r in rows if r["kind"] == "train"]
+    steps = [r["step"] for r in rows if r["kind"] == "train"]
+    # Every log_every steps, plus the embedding step (a sync point).
+    assert steps == sorted(set(range(2, 41, 2)) | {5})
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])  # the prompt learns something
+    assert result.prompt_paths["embedding"].name == "embedding_step5.npy"
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["final_step"] == 40
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path, t5):
+    evaluate = lambda trainable, frozen: ({"accuracy": 1.0}, float(  # noqa: E731
+        np.asarray(trainable["prompt"]).sum()))
+    straight = _run(_config(tmp_path / "a"), t5, evaluate=evaluate)
+
+    # Interrupted: the input pipeline dies while producing the batch of step 7 (index 6),
+    # after the step-4 checkpoint; a second invocation of the same run resumes.
+    config = _config(tmp_path / "b")
+    prompt = init_uniform(0, 4, t5.config.emb_dim)
+
+    class Killed(RuntimeError):
+        pass
+
+    def dying_batches(start):
+        for i, b in enumerate(synthetic_batches()(start)):
+            if start + i == 6:
+                raise Killed("simulated preemption")
+            yield b
+
+    common = dict(out_dir=config.train.out_dir, module=t5.module, frozen=t5.params,
+                  initial_trainable=lambda: trainable_from_prompt(
+                      prompt, reparameterize=False, hidden=8, seed=0),
+                  evaluate=evaluate, metadata={"task": "synthetic"}, log=lambda s: None)
+    with pytest.raises(Killed):
+        run_loop(config, batches=dying_batches, **common)
+    resumed = run_loop(config, batches=synthetic_batches(), **common)
+    assert resumed.resumed_from == 4
+    for kind in ("final", "best", "embedding"):
+        a = straight.prompt_paths[kind].read_bytes()
+        b = resumed.prompt_paths[kind].read_bytes()
+        assert a == b, kind
+    assert resumed.best_step == straight.best_step
+    # The metrics file reads as one run: one record per logged step, no duplicates.
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").open()
+             if json.loads(line)["kind"] == "train"]
+    assert steps == sorted(set(range(2, 13, 2)) | {5})
+
+
+def test_planted_nan_stops_with_clear_message_and_checkpoint_loads(tmp_path, t5):
+    def poison(step_fn):
+        def wrapped(state, frozen, batch):
+            new_state, metrics = step_fn(state, frozen, batch)
+            bad = state["step"] == 6  # the 7th step
+            metrics["loss"] = jax.numpy.where(bad, jax.numpy.nan, metrics["loss"])
+            return new_state, metrics
+
+        return wrapped
+
+    config = _config(tmp_path / "nan")
+    with pytest.raises(NonFiniteError, match=r"loss became nan at step 7.*last good checkpoint "
+                                             r"\(step 4\)"):
+        _run(config, t5, step_wrapper=poison)
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(tmp_path / "nan" / "checkpoints")
+    assert manager.latest_step() == 4
+    restored = manager.restore(4)
+    assert int(restored["step"]) == 4
+    assert np.all(np.isfinite(np.asarray(restored["trainable"]["prompt"])))
+    manager.close()
+
+
+def test_changed_config_is_refused_on_resume(tmp_path, t5):
+    config = _config(tmp_path / "c", **{"train.steps": 4})
+    _run(config, t5)
+    from spot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="different config .*optimizer.learning_rate"):
+        _run(_config(tmp_path / "c", **{"train.steps": 4, "optimizer.learning_rate": 0.1}), t5)
