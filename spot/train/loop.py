@@ -121,7 +121,15 @@ class _Prefetcher:
         return value
 
     def close(self) -> None:
+        # Join the worker: a daemon thread still inside XLA or the tokenizer when the
+        # interpreter exits aborts the whole process ("terminate called ...").
         self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.1)
 
 
 def _save_prompt(path: Path, trainable: dict, metadata: dict) -> Path | None:

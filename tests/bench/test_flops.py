@@ -17,6 +17,7 @@ def test_train_step_flops_equal_a_hand_count():
     # Batch 2, inputs 5 + prompt 4 -> L=9, targets T=3.
     cfg = T5Config.preset("test_tiny")
     B, L, T = 2, 9, 3
+    assert L == 5 + 4  # inputs + prompt
     # Encoder layer: q,k,v,o 4*2*(B*L)*16*16; scores+values 2*2*(B*2*L)*L*8; mlp 3*2*(B*L)*16*32.
     enc_proj, enc_att, enc_mlp = 4 * 2 * 18 * 16 * 16, 2 * 2 * 36 * 9 * 8, 3 * 2 * 18 * 16 * 32
     assert (enc_proj, enc_att, enc_mlp) == (36864, 10368, 55296)
