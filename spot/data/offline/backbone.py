@@ -44,6 +44,7 @@ class BackboneRecipe:
     mlp_dim: int = 512
     num_layers: int = 4
     batch_size: int = 32
+    reconstruct_steps: int = 0
     span_steps: int = 1200
     prefix_lm_steps: int = 400
     optimizer: str = "adamw"  # adamw | adafactor
@@ -159,16 +160,19 @@ def make_batch(stream: np.ndarray, objective: str, recipe: BackboneRecipe, vocab
     inputs, targets = [], []
     for s in starts:
         window = stream[s:s + recipe.window]
-        if objective == "span":
+        if objective in ("span", "reconstruct"):
             mask = random_spans_noise_mask(len(window), recipe.noise_density, recipe.mean_span,
                                            rng)
             i, t = span_corrupt(window, mask, vocab_size)
+            if objective == "reconstruct":
+                t = window.tolist() + [EOS_ID]
         else:
             split = int(rng.integers(1, len(window)))
             i, t = window[:split].tolist() + [EOS_ID], window[split:].tolist() + [EOS_ID]
         inputs.append(i)
         targets.append(t)
-    tgt_len = recipe.span_target_length if objective == "span" else recipe.prefix_target_length
+    tgt_len = {"span": recipe.span_target_length, "prefix_lm": recipe.prefix_target_length,
+               "reconstruct": recipe.window + 1}[objective]
     return _batch(inputs, targets, recipe.input_length, tgt_len)
 
 
@@ -276,7 +280,7 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
 
     module = Transformer(cfg.replace(dropout_rate=recipe.dropout_rate))
     params = jax.tree_util.tree_map(jax.numpy.asarray, init_params(cfg, recipe.seed))
-    total = recipe.span_steps + recipe.prefix_lm_steps
+    total = recipe.reconstruct_steps + recipe.span_steps + recipe.prefix_lm_steps
     optimizer = _optimizer(recipe, total)
     opt_state = optimizer.init(params)
     train_step, eval_step = _step_fns(module, optimizer)
@@ -294,7 +298,9 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
     history = []
     loss_acc = []
     for step in range(total):
-        objective = "span" if step < recipe.span_steps else "prefix_lm"
+        objective = ("reconstruct" if step < recipe.reconstruct_steps else
+                     "span" if step < recipe.reconstruct_steps + recipe.span_steps else
+                     "prefix_lm")
         batch = make_batch(train_stream, objective, recipe, cfg.vocab_size, rng)
         params, opt_state, loss = train_step(params, opt_state, batch,
                                              jax.random.fold_in(key, step))
