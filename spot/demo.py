@@ -38,11 +38,11 @@ class DemoConfig:
     out: str = "demo_out"
     backbone: Any = dataclasses.field(default_factory=_default_recipe)
     source_steps: int = 300
-    target_steps: int = 300
+    target_steps: int = 150
     embedding_step: int = 50
-    eval_every: int = 100
+    eval_every: int = 50
     prompt_length: int = 20
-    batch_size: int = 32
+    batch_size: int = 16
     input_length: int = 64
     target_length: int = 8
     max_eval_examples: int = 200
