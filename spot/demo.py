@@ -250,10 +250,13 @@ def render_tables(report: dict[str, Any]) -> str:
             f"| {t['target']} | {t['baseline']:.2f} | {t['generic_spot']:.2f} | "
             f"{t['best_of_top_k']:.2f} ({t['best_of_top_k_source']}) | "
             f"{t['weighted_top_k']:.2f} | {t['oracle']:.2f} ({t['oracle_source']}) | {verdict} |")
+    lines.append("(one seed; validation sets of 100-400 examples, so differences of a few "
+                 "points are within noise)")
     lines += ["", "Retrieval quality against the measured transfers (mean over targets):",
               "| metric | " + " | ".join(next(iter(report["retrieval_quality"].values()))) + " |",
               "|---|" + "---|" * len(next(iter(report["retrieval_quality"].values())))]
     for metric, q in report["retrieval_quality"].items():
-        lines.append(f"| {metric} | " + " | ".join("n/a" if v is None else f"{v:.3f}" for v in q.values()) + " |")
+        lines.append(f"| {metric} | " + " | ".join("n/a" if v is None else f"{v:g}" if key == "n" else f"{v:.3f}"
+                                                for key, v in q.items()) + " |")
     lines.append(f"\ntotal {report['total_seconds'] / 60:.1f} min")
     return "\n".join(lines)
