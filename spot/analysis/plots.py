@@ -191,6 +191,9 @@ def plot_similarity_vs_transfer(points_by_target: Mapping[str, Sequence[Sequence
         ax.axhline(0.0, color="#999999", linewidth=0.8, zorder=1)
         ax.set_title(title, fontsize=10)
         ax.tick_params(labelsize=8)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # narrow similarity ranges crowd
         if idx % cols == 0:
             ax.set_ylabel("relative error reduction (%)", fontsize=9)
         if idx >= len(targets) - cols:
