@@ -23,7 +23,11 @@ def render() -> str:
              "`tests/test_docs.py` keeps it in sync.", ""]
     for path, cmd in _walk(cli, ["spot"]):
         name = " ".join(path)
-        ctx = click.Context(cmd, info_name=name, terminal_width=100, max_content_width=100)
+        # The group's context settings reach every subcommand when the CLI runs; a bare
+        # Context would not see them, and click caches each command's help option, so
+        # the help option names are given explicitly (the same output in any process).
+        ctx = click.Context(cmd, info_name=name, terminal_width=100, max_content_width=100,
+                            help_option_names=list(cli.context_settings["help_option_names"]))
         lines += [f"## `{name}`", "", "```", cmd.get_help(ctx).rstrip(), "```", ""]
     return "\n".join(lines)
 

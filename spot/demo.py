@@ -37,8 +37,8 @@ def _default_recipe():
 class DemoConfig:
     out: str = "demo_out"
     backbone: Any = dataclasses.field(default_factory=_default_recipe)
-    source_steps: int = 300
-    target_steps: int = 150
+    source_steps: int = 250
+    target_steps: int = 100
     embedding_step: int = 50
     eval_every: int = 50
     prompt_length: int = 20

@@ -93,7 +93,12 @@ def initial_trainable_fn(config: RunConfig, t5: T5, vocab: Any, members: list[st
 
     def make() -> dict:
         if config.train.mode == "model":
-            return {"params": t5.params}
+            # A copy: the train step donates its state, and the caller's T5 must survive.
+            import jax
+            import jax.numpy as jnp
+
+            return {"params": jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True),
+                                                     t5.params)}
         init = p.init
         labels = None
         if init == "class_labels":
