@@ -16,8 +16,7 @@ def test_train_step_flops_equal_a_hand_count():
     # test_tiny: E=16, H=2, D=8 (HD=16), F=32, gated (wi_0, wi_1, wo), 2+2 layers, V=128.
     # Batch 2, inputs 5 + prompt 4 -> L=9, targets T=3.
     cfg = T5Config.preset("test_tiny")
-    B, L, T = 2, 9, 3
-    assert L == 5 + 4  # inputs + prompt
+    B, T = 2, 3  # L = 9 encoder positions (inputs 5 + prompt 4), written out below
     # Encoder layer: q,k,v,o 4*2*(B*L)*16*16; scores+values 2*2*(B*2*L)*L*8; mlp 3*2*(B*L)*16*32.
     enc_proj, enc_att, enc_mlp = 4 * 2 * 18 * 16 * 16, 2 * 2 * 36 * 9 * 8, 3 * 2 * 18 * 16 * 32
     assert (enc_proj, enc_att, enc_mlp) == (36864, 10368, 55296)
