@@ -28,6 +28,7 @@ class ModelConfig:
     param_dtype: str = "auto"  # frozen weights: auto = bfloat16 on GPU/TPU, float32 on CPU
     attention_impl: str = "xla"  # xla | fused (jax.nn.dot_product_attention where no dropout)
     remat: bool = False  # rematerialize each layer in the backward pass (memory for compute)
+    scan_layers: bool = False  # one nn.scan per stack: compile time independent of depth
     random_weights: bool = False  # benchmarks only: skip loading, use t5x's random init
 
 

@@ -25,7 +25,8 @@ from spot.model.t5 import T5Config
 
 def build_model(model: str, *, random_weights: bool, checkpoint: str = "", dtype: str,
                 param_dtype: str | None = None, attention_impl: str = "xla",
-                remat: bool | str = False, seed: int = 0, abstract: bool = False):
+                remat: bool | str = False, scan_layers: bool = False, seed: int = 0,
+                abstract: bool = False):
     """(config, module, frozen params on device). Random weights are drawn on the device and
     cast there, so a large model never holds a float32 copy on the host. `abstract` returns
     shapes only (ShapeDtypeStructs), enough to compile and size a step for any model."""
@@ -49,9 +50,10 @@ def build_model(model: str, *, random_weights: bool, checkpoint: str = "", dtype
 
         t5 = load_t5(resolve_model_path(model, checkpoint), "float32")
         cfg = t5.config
-    module = Transformer(cfg, dtype=compute, attention_impl=attention_impl, remat=remat)
+    module = Transformer(cfg, dtype=compute, attention_impl=attention_impl, remat=remat,
+                         scan_layers=scan_layers)
     if random_weights:
-        init_module = Transformer(cfg)
+        init_module = Transformer(cfg, scan_layers=scan_layers)
         tokens = jnp.ones((1, 2), jnp.int32)
 
         @jax.jit
@@ -62,7 +64,10 @@ def build_model(model: str, *, random_weights: bool, checkpoint: str = "", dtype
         key = jax.random.PRNGKey(seed)
         params = jax.eval_shape(init, key) if abstract else init(key)
     else:
-        params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, stored), t5.params)
+        from spot.model.t5 import stack_layers
+
+        host = stack_layers(t5.params) if scan_layers else t5.params
+        params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, stored), host)
     return cfg, module, params
 
 
@@ -92,7 +97,7 @@ def bench_train_step(model: str = "t5_1_1_small", *, random_weights: bool = True
                      target_length: int = 8, prompt_length: int = 100, steps: int = 20,
                      warmup: int = 3, dtype: str = "float32", param_dtype: str | None = None,
                      attention_impl: str = "xla", remat: bool | str = False,
-                     compile_only: bool = False,
+                     scan_layers: bool = False, compile_only: bool = False,
                      seed: int = 0) -> dict[str, Any]:
     """Throughput, FLOPs, utilization and memory of one prompt-tuning train step."""
     import jax
@@ -109,7 +114,7 @@ def bench_train_step(model: str = "t5_1_1_small", *, random_weights: bool = True
     cfg, module, params = build_model(
         model, random_weights=random_weights, checkpoint=checkpoint, dtype=dtype,
         param_dtype=param_dtype, attention_impl=attention_impl, remat=remat,
-        seed=seed, abstract=compile_only)
+        scan_layers=scan_layers, seed=seed, abstract=compile_only)
     if compile_only and not random_weights:
         raise ConfigError("--compile-only sizes a preset: add --random-weights")
     mesh = shard.make_mesh(MeshConfig())
@@ -142,7 +147,7 @@ def bench_train_step(model: str = "t5_1_1_small", *, random_weights: bool = True
         "batch": batch, "input_length": input_length, "target_length": target_length,
         "prompt_length": prompt_length, "dtype": str(jnp.dtype(module.dtype)),
         "param_dtype": str(jax.tree_util.tree_leaves(params)[0].dtype),
-        "attention_impl": attention_impl, "remat": remat,
+        "attention_impl": attention_impl, "remat": remat, "scan_layers": scan_layers,
         "flops_per_step": flops.total, "flops_forward": flops.forward,
         "flops_backward": flops.backward,
         "flops_counted": "matmuls; forward + backward w.r.t. activations (no weight grads)",

@@ -49,13 +49,15 @@ def bench() -> None:
 @click.option("--remat", type=click.Choice(["none", "full", "dots"]), default="none",
               is_flag=False, flag_value="full", show_default=True,
               help="Rematerialize each layer in the backward pass (bare --remat: full).")
+@click.option("--scan-layers", is_flag=True,
+              help="One nn.scan over each stack's layers (compile time independent of depth).")
 @click.option("--compile-only", is_flag=True,
               help="Compile and report FLOPs and the compiled step's memory; run nothing.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One line of JSON.")
 def train_step_cmd(model, checkpoint, random_weights, batch, input_length, target_length,
                    prompt_length, steps, warmup, dtype, param_dtype, attention_impl, remat,
-                   compile_only, seed, as_json):
+                   scan_layers, compile_only, seed, as_json):
     """Time the real prompt-tuning train step (forward, backward, Adafactor update)."""
     from spot.bench.train_step import bench_train_step
 
@@ -64,7 +66,7 @@ def train_step_cmd(model, checkpoint, random_weights, batch, input_length, targe
         input_length=input_length, target_length=target_length, prompt_length=prompt_length,
         steps=steps, warmup=warmup, dtype=dtype, param_dtype=param_dtype,
         attention_impl=attention_impl, remat=False if remat == "none" else remat,
-        compile_only=compile_only, seed=seed),
+        scan_layers=scan_layers, compile_only=compile_only, seed=seed),
         as_json)
 
 

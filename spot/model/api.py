@@ -14,7 +14,7 @@ import numpy as np
 
 from spot.errors import ConfigError, PromptError, SpotError
 from spot.model.prompt import validate_prompt
-from spot.model.t5 import T5Config, Transformer
+from spot.model.t5 import T5Config, Transformer, is_stacked, stack_layers, unstack_layers
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16"}
@@ -54,10 +54,14 @@ class T5:
 
     `dtype` is the compute dtype (norms, softmax and logits stay float32); parameters are kept
     in `param_dtype` (bfloat16 halves memory on accelerators; defaults to the compute dtype).
+    `scan_layers=True` runs each stack as one `nn.scan` over its layers (compile time and
+    program size independent of depth); `params` is then held in the stacked layout
+    (`spot.model.t5.stack_layers`) and saved back under t5x's per-layer names.
     """
 
     def __init__(self, config: T5Config, params: dict, dtype: Any = "float32", *,
-                 param_dtype: Any = None, attention_impl: str = "xla", remat: bool = False):
+                 param_dtype: Any = None, attention_impl: str = "xla", remat: bool | str = False,
+                 scan_layers: bool = False):
         import jax
         import jax.numpy as jnp
 
@@ -68,14 +72,24 @@ class T5:
         if attention_impl not in ("xla", "fused"):
             raise ConfigError(f"attention_impl must be 'xla' or 'fused', got {attention_impl!r}")
         self.module = Transformer(config, dtype=self.dtype, attention_impl=attention_impl,
-                                  remat=remat)
+                                  remat=remat, scan_layers=bool(scan_layers))
+        if scan_layers:
+            params = stack_layers(params)
+        elif is_stacked(params):
+            params = unstack_layers(params)
         self.params = jax.tree_util.tree_map(
             lambda x: jnp.asarray(x, dtype=self.param_dtype), params)
 
     def __repr__(self) -> str:
         c = self.config
+        scan = ", scan_layers=True" if self.module.scan_layers else ""
         return (f"T5(emb_dim={c.emb_dim}, layers={c.num_encoder_layers}+{c.num_decoder_layers}, "
-                f"vocab={c.vocab_size}, dtype={np.dtype(self.dtype).name})")
+                f"vocab={c.vocab_size}, dtype={np.dtype(self.dtype).name}{scan})")
+
+    @property
+    def t5x_params(self) -> dict:
+        """The parameters under t5x's per-layer names, whatever the layout in memory."""
+        return unstack_layers(self.params)
 
     @property
     def num_params(self) -> int:

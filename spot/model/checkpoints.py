@@ -291,8 +291,10 @@ def save_native(path: str | os.PathLike, config: T5Config, params: Mapping[str, 
     """
     from safetensors.numpy import save_file
 
+    from spot.model.t5 import unstack_layers
+
     path = Path(path)
-    flat = flatten_params(params)
+    flat = flatten_params(unstack_layers(params))  # always t5x's per-layer names on disk
     check_params(config, flat, f"save_native({path})")
     if path.exists() and not (path.is_dir() and (is_native(path) or not any(path.iterdir()))):
         raise CheckpointError(f"{path}: exists and is not a spot checkpoint; refusing to "

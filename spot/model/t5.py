@@ -352,18 +352,28 @@ class EncoderLayer(nn.Module):
     dtype: jnp.dtype = jnp.float32
     attention_impl: str = "xla"
 
-    @nn.compact
-    def __call__(self, x_BLE: Array, masking: tuple, deterministic: bool) -> Array:
+    def setup(self) -> None:
         cfg = self.config
-        drop = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
-        h = RMSNorm(cfg.layer_norm_epsilon, self.dtype, name="pre_attention_layer_norm")(x_BLE)
-        h = Attention(cfg.num_heads, cfg.head_dim, cfg.emb_dim, cfg.dropout_rate, self.dtype,
-                      self.attention_impl, name="attention")(h, h, masking, deterministic)
-        x_BLE = x_BLE + drop(h, deterministic)
-        h = RMSNorm(cfg.layer_norm_epsilon, self.dtype, name="pre_mlp_layer_norm")(x_BLE)
-        h = Mlp(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate, self.dtype, name="mlp")(
-            h, deterministic)
-        return x_BLE + drop(h, deterministic)
+        self.pre_attention_layer_norm = RMSNorm(cfg.layer_norm_epsilon, self.dtype)
+        self.attention = Attention(cfg.num_heads, cfg.head_dim, cfg.emb_dim, cfg.dropout_rate,
+                                   self.dtype, self.attention_impl)
+        self.pre_mlp_layer_norm = RMSNorm(cfg.layer_norm_epsilon, self.dtype)
+        self.mlp = Mlp(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate, self.dtype)
+        self.drop = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
+
+    def __call__(self, x_BLE: Array, masking: tuple, deterministic: bool) -> Array:
+        h = self.pre_attention_layer_norm(x_BLE)
+        h = self.attention(h, h, masking, deterministic)
+        x_BLE = x_BLE + self.drop(h, deterministic)
+        h = self.mlp(self.pre_mlp_layer_norm(x_BLE), deterministic)
+        return x_BLE + self.drop(h, deterministic)
+
+
+class ScannedEncoderLayer(EncoderLayer):
+    """One encoder layer in `nn.scan`'s (carry, inputs) -> (carry, outputs) form."""
+
+    def __call__(self, x_BLE: Array, masking: tuple, deterministic: bool):
+        return EncoderLayer.__call__(self, x_BLE, masking, deterministic), None
 
 
 class DecoderLayer(nn.Module):
@@ -421,6 +431,88 @@ class DecoderLayer(nn.Module):
         return y_BTE + self.drop(h, deterministic), new_cache
 
 
+class ScannedDecoderLayer(DecoderLayer):
+    """One decoder layer in `nn.scan`'s (carry, inputs) -> (carry, outputs) form.
+
+    `mode` (static) picks what one pass over the stacked layers does: "full" (teacher forcing),
+    "cross_kv" (each layer's cross-attention keys/values, for the decoding cache) or "step"
+    (one cached decoding step; `cache` is this layer's slice of the stacked cache).
+    """
+
+    def __call__(self, y_BTE: Array, cache: dict | None, self_masking: tuple,
+                 cross_masking: tuple, deterministic: bool, encoded_BLE: Array | None,
+                 cache_index: Array | None, mode: str):
+        if mode == "full":
+            y_BTE, _ = DecoderLayer.__call__(self, y_BTE, self_masking, cross_masking,
+                                             deterministic, encoded_BLE=encoded_BLE)
+            return y_BTE, None
+        if mode == "cross_kv":
+            return y_BTE, self.cross_kv(encoded_BLE)
+        if mode == "step":
+            return DecoderLayer.__call__(
+                self, y_BTE, self_masking, cross_masking, True, cross_kv=(cache["ck"], cache["cv"]),
+                cache={"k": cache["k"], "v": cache["v"]}, cache_index=cache_index)
+        raise ValueError(f"unknown scanned decoder mode {mode!r}")
+
+
+def _layer_stack(layer_cls, scanned_cls, *, scan: bool, remat: bool | str, num_layers: int,
+                 static_argnums: tuple[int, ...], scanned_static_argnums: tuple[int, ...],
+                 in_axes: tuple, args: tuple):
+    """The layers of one stack: a list named layers_0..N-1 (t5x's layout), or one scanned
+    module named `layers` whose parameters carry a leading layer axis (`scan_layers`)."""
+    if not scan:
+        if remat:
+            layer_cls = nn.remat(layer_cls, static_argnums=static_argnums,
+                                 policy=remat_policy(remat))
+        return [layer_cls(*args, name=f"layers_{i}") for i in range(num_layers)]
+    if remat:
+        # prevent_cse=False is safe (and faster) inside scan, whose loop already blocks CSE.
+        scanned_cls = nn.remat(scanned_cls, static_argnums=scanned_static_argnums,
+                               policy=remat_policy(remat), prevent_cse=False)
+    return nn.scan(scanned_cls, variable_axes={"params": 0},
+                   split_rngs={"params": True, "dropout": True}, in_axes=in_axes,
+                   length=num_layers)(*args, name="layers")
+
+
+def stack_layers(params: Mapping[str, Any], xp=np) -> dict:
+    """t5x's per-layer tree (`encoder/layers_0` .. `layers_{N-1}`) to the scanned layout: one
+    `encoder/layers` subtree whose arrays have a leading layer axis (same for the decoder).
+    Returns `params` unchanged when it is already stacked."""
+    out = dict(params)
+    for stack in ("encoder", "decoder"):
+        if stack not in params or "layers" in params[stack]:
+            continue
+        sub = dict(params[stack])
+        names = sorted((k for k in sub if k.startswith("layers_")), key=lambda k: int(k[7:]))
+        if [int(k[7:]) for k in names] != list(range(len(names))) or not names:
+            raise ConfigError(f"{stack}: expected layers_0..layers_N-1, got {names}")
+        layers = [sub.pop(k) for k in names]
+        sub["layers"] = jax.tree_util.tree_map(lambda *xs: xp.stack(xs), *layers)
+        out[stack] = sub
+    return out
+
+
+def unstack_layers(params: Mapping[str, Any]) -> dict:
+    """The inverse of `stack_layers`: back to t5x's per-layer names (for saving and export).
+    Returns `params` unchanged when it is not stacked."""
+    out = dict(params)
+    for stack in ("encoder", "decoder"):
+        if stack not in params or "layers" not in params[stack]:
+            continue
+        sub = dict(params[stack])
+        stacked = sub.pop("layers")
+        count = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+        for i in range(count):
+            sub[f"layers_{i}"] = jax.tree_util.tree_map(lambda x, i=i: x[i], stacked)
+        out[stack] = sub
+    return out
+
+
+def is_stacked(params: Mapping[str, Any]) -> bool:
+    return any(isinstance(params.get(s), Mapping) and "layers" in params[s]
+               for s in ("encoder", "decoder"))
+
+
 REMAT_POLICIES = ("full", "dots")
 
 
@@ -454,18 +546,17 @@ class Encoder(nn.Module):
     dtype: jnp.dtype = jnp.float32
     attention_impl: str = "xla"
     remat: bool | str = False
+    scan_layers: bool = False
 
     def setup(self) -> None:
         cfg = self.config
-        layer_cls = EncoderLayer
-        if self.remat:
-            layer_cls = nn.remat(EncoderLayer, static_argnums=(3,),
-                                 policy=remat_policy(self.remat))
         self.relpos_bias = RelativePositionBias(cfg.relative_attention_num_buckets,
                                                 cfg.relative_attention_max_distance,
                                                 cfg.num_heads, bidirectional=True)
-        self.layers = [layer_cls(cfg, self.dtype, self.attention_impl, name=f"layers_{i}")
-                       for i in range(cfg.num_encoder_layers)]
+        self.layers = _layer_stack(
+            EncoderLayer, ScannedEncoderLayer, scan=self.scan_layers, remat=self.remat,
+            num_layers=cfg.num_encoder_layers, static_argnums=(3,), scanned_static_argnums=(3,),
+            in_axes=(nn.broadcast, nn.broadcast), args=(cfg, self.dtype, self.attention_impl))
         self.encoder_norm = RMSNorm(cfg.layer_norm_epsilon, self.dtype)
         self.drop = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
 
@@ -486,8 +577,11 @@ class Encoder(nn.Module):
         # are added inside each layer's softmax, never materialized as one [B, H, L, L].
         masking = (self.relpos_bias(length, length),
                    mask_BL[:, None, :, None] & mask_BL[:, None, None, :], _valid_lengths(mask_BL))
-        for layer in self.layers:
-            x_BLE = layer(x_BLE, masking, deterministic)
+        if self.scan_layers:
+            x_BLE, _ = self.layers(x_BLE, masking, deterministic)
+        else:
+            for layer in self.layers:
+                x_BLE = layer(x_BLE, masking, deterministic)
         x_BLE = self.encoder_norm(x_BLE)
         return self.drop(x_BLE, deterministic), mask_BL
 
@@ -498,18 +592,20 @@ class Decoder(nn.Module):
     dtype: jnp.dtype = jnp.float32
     attention_impl: str = "xla"
     remat: bool | str = False
+    scan_layers: bool = False
 
     def setup(self) -> None:
         cfg = self.config
-        layer_cls = DecoderLayer
-        if self.remat:
-            layer_cls = nn.remat(DecoderLayer, static_argnums=(4,),
-                                 policy=remat_policy(self.remat))
         self.relpos_bias = RelativePositionBias(cfg.relative_attention_num_buckets,
                                                 cfg.relative_attention_max_distance,
                                                 cfg.num_heads, bidirectional=False)
-        self.layers = [layer_cls(cfg, self.dtype, self.attention_impl, name=f"layers_{i}")
-                       for i in range(cfg.num_decoder_layers)]
+        # Scanned call: (y, cache, self_masking, cross_masking, deterministic, encoded,
+        # cache_index, mode); only the cache slice is scanned over.
+        self.layers = _layer_stack(
+            DecoderLayer, ScannedDecoderLayer, scan=self.scan_layers, remat=self.remat,
+            num_layers=cfg.num_decoder_layers, static_argnums=(4,),
+            scanned_static_argnums=(5, 8), in_axes=(0,) + (nn.broadcast,) * 6,
+            args=(cfg, self.dtype, self.attention_impl))
         self.decoder_norm = RMSNorm(cfg.layer_norm_epsilon, self.dtype)
         self.drop = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
         if not cfg.logits_via_embedding:
@@ -536,16 +632,27 @@ class Decoder(nn.Module):
             cross_mask = cross_mask & valid_BT[:, None, :, None]
         self_masking = (self.relpos_bias(length, length), self_mask, None)
         cross_masking = (None, cross_mask, _valid_lengths(encoder_mask_BL))
-        for layer in self.layers:
-            y_BTE, _ = layer(y_BTE, self_masking, cross_masking, deterministic,
-                             encoded_BLE=encoded_BLE)
+        if self.scan_layers:
+            y_BTE, _ = self.layers(y_BTE, None, self_masking, cross_masking, deterministic,
+                                   encoded_BLE, None, "full")
+        else:
+            for layer in self.layers:
+                y_BTE, _ = layer(y_BTE, self_masking, cross_masking, deterministic,
+                                 encoded_BLE=encoded_BLE)
         return self._logits(y_BTE, deterministic)
 
     def init_cache(self, encoded_BLE: Array, max_length: int) -> dict:
-        """Empty self-attention caches and precomputed cross-attention keys/values per layer."""
+        """Empty self-attention caches and precomputed cross-attention keys/values per layer
+        (with `scan_layers`: one dict of arrays with a leading layer axis)."""
         cfg = self.config
         batch = encoded_BLE.shape[0]
         shape = (batch, max_length, cfg.num_heads, cfg.head_dim)
+        if self.scan_layers:
+            _, (ck, cv) = self.layers(jnp.zeros((), self.dtype), None, None, None, True,
+                                      encoded_BLE, None, "cross_kv")
+            stacked = (cfg.num_decoder_layers,) + shape
+            return {"layers": {"k": jnp.zeros(stacked, self.dtype),
+                               "v": jnp.zeros(stacked, self.dtype), "ck": ck, "cv": cv}}
         layers = []
         for layer in self.layers:
             ck, cv = layer.cross_kv(encoded_BLE)
@@ -556,12 +663,18 @@ class Decoder(nn.Module):
     def decode_step(self, token_B: Array, index: Array, cache: dict,
                     encoder_mask_BL: Array) -> tuple[Array, dict]:
         """One greedy step at position `index`: logits [B, V] and the updated cache."""
-        max_length = cache["layers"][0]["k"].shape[1]
+        layers = cache["layers"]
+        max_length = (layers["k"] if self.scan_layers else layers[0]["k"]).shape[-3]
         y_B1E = self.token_embedder(token_B[:, None])
         causal_K = jnp.arange(max_length) <= index
         self_masking = (self.relpos_bias.at_position(index, max_length),
                         causal_K[None, None, None, :], None)
         cross_masking = (None, encoder_mask_BL[:, None, None, :], None)
+        if self.scan_layers:
+            y_B1E, new = self.layers(y_B1E, layers, self_masking, cross_masking, True, None,
+                                     index, "step")
+            new_cache = {"layers": {**new, "ck": layers["ck"], "cv": layers["cv"]}}
+            return self._logits(y_B1E, True)[:, 0], new_cache
         new_layers = []
         for layer, lc in zip(self.layers, cache["layers"]):
             y_B1E, new = layer(y_B1E, self_masking, cross_masking, True,
@@ -578,14 +691,15 @@ class Transformer(nn.Module):
     dtype: jnp.dtype = jnp.float32
     attention_impl: str = "xla"
     remat: bool | str = False
+    scan_layers: bool = False  # parameters in the stacked layout (see `stack_layers`)
 
     def setup(self) -> None:
         cfg = self.config
         self.token_embedder = Embed(cfg.vocab_size, cfg.emb_dim, self.dtype)
         self.encoder = Encoder(cfg, self.token_embedder, self.dtype, self.attention_impl,
-                               self.remat)
+                               self.remat, self.scan_layers)
         self.decoder = Decoder(cfg, self.token_embedder, self.dtype, self.attention_impl,
-                               self.remat)
+                               self.remat, self.scan_layers)
 
     def encode(self, encoder_input_tokens: Array, prompt: Array | None = None,
                deterministic: bool = True):

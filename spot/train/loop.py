@@ -34,7 +34,8 @@ from spot.fileio import atomic_write_text
 from spot.model.prompt import effective_prompt
 from spot.train import sharding as shard
 from spot.train.metrics_writer import MetricWriter
-from spot.train.step import init_state, jit_train_step, make_optimizer, make_train_step
+from spot.train.step import (init_state, jit_train_step, layerwise, make_optimizer,
+                             make_train_step)
 
 RESUME_ORDER = ("own checkpoint in OUT/checkpoints", "--init prompt file", "initializer")
 
@@ -165,8 +166,9 @@ def run_loop(config: RunConfig, *, out_dir: Path, module, frozen: dict, initial_
     model_tuning = t_cfg.mode == "model"
 
     mesh = mesh or shard.make_mesh(config.mesh)
-    optimizer = make_optimizer(config.optimizer)
-    state = init_state(initial_trainable(), optimizer, t_cfg.seed)
+    trainable = initial_trainable()
+    optimizer = layerwise(make_optimizer(config.optimizer), trainable)
+    state = init_state(trainable, optimizer, t_cfg.seed)
     step_fn = make_train_step(module, optimizer, config.optimizer.z_loss)
     if step_wrapper is not None:
         step_fn = step_wrapper(step_fn)

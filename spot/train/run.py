@@ -42,7 +42,8 @@ def build_model(config: RunConfig) -> T5:
     param_dtype = resolve_dtype(m.param_dtype)
     if config.train.mode == "model":
         param_dtype = resolve_dtype("float32")  # trained weights stay in float32
-    options = {"param_dtype": param_dtype, "attention_impl": m.attention_impl, "remat": m.remat}
+    options = {"param_dtype": param_dtype, "attention_impl": m.attention_impl, "remat": m.remat,
+               "scan_layers": m.scan_layers}
     if m.random_weights:
         try:
             cfg = T5Config.preset(m.name)

@@ -29,6 +29,7 @@ RULES: dict[str, str | None] = {
     "relpos_buckets": None,
     "length": None,
     "prompt": None,
+    "layers": None,  # the stacked layer axis of scan_layers: every device holds every layer
 }
 
 # Parameter name pattern -> logical axes of its dimensions.
@@ -65,6 +66,9 @@ def make_mesh(cfg: MeshConfig, devices: list | None = None) -> Mesh:
 
 
 def param_logical_axes(path: str, ndim: int) -> tuple[str | None, ...]:
+    if "/layers/" in f"/{path}" and ndim > 0:  # scan_layers: a leading layer axis
+        inner = re.sub(r"(^|/)layers/", r"\1layers_0/", path, count=1)
+        return ("layers",) + param_logical_axes(inner, ndim - 1)
     for pattern, axes in _PARAM_AXES:
         if re.search(pattern, path) and len(axes) == ndim:
             return axes

@@ -58,6 +58,44 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
     return optax.chain(*parts)
 
 
+def per_layer(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`inner` applied to each layer's slice of stacked (scan_layers) weights: Adafactor's
+    factored statistics and block-RMS clipping then see one layer's matrix at a time, exactly
+    as they do with t5x's per-layer names."""
+
+    def init(params):
+        return jax.vmap(inner.init)(params)
+
+    def update(updates, state, params=None):
+        return jax.vmap(inner.update)(updates, state, params)
+
+    return optax.GradientTransformation(init, update)
+
+
+def layerwise(optimizer: optax.GradientTransformation,
+              trainable: dict) -> optax.GradientTransformation:
+    """`optimizer` itself, or (model tuning with scan_layers) the same optimizer applied per
+    layer to the stacked `layers` subtrees and as usual to everything else."""
+    from spot.model.t5 import is_stacked
+
+    if not is_stacked(trainable.get("params", {})):
+        return optimizer
+
+    def label(path, _):
+        keys = [getattr(k, "key", None) for k in path]
+        # Each stack has its own depth, so each gets its own per-layer mapping.
+        if "layers" in keys:
+            return "layers_of_" + str(keys[keys.index("layers") - 1])
+        return "flat"
+
+    def labels(tree):
+        return jax.tree_util.tree_map_with_path(label, tree)
+
+    names = set(jax.tree_util.tree_leaves(labels(trainable)))
+    return optax.multi_transform(
+        {n: optimizer if n == "flat" else per_layer(optimizer) for n in names}, labels)
+
+
 def cross_entropy(logits_BTV: jax.Array, targets_BT: jax.Array, weights_BT: jax.Array,
                   z_loss: float) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Token cross-entropy (plus t5x's z-loss on log Z) averaged over real target tokens."""

@@ -21,11 +21,11 @@ SCRIPT = textwrap.dedent("""
     from spot.train.step import init_state, make_optimizer, make_train_step
 
     assert jax.device_count() == 8, jax.devices()
-    t5 = random_t5("test_tiny", seed=0)
     opt = make_optimizer(OptimizerConfig())
-    step_fn = make_train_step(t5.module, opt, 1e-4)
 
-    def run(mesh_cfg):
+    def run(mesh_cfg, scan_layers=False):
+        t5 = random_t5("test_tiny", seed=0, scan_layers=scan_layers)
+        step_fn = make_train_step(t5.module, opt, 1e-4)
         mesh = shard.make_mesh(mesh_cfg)
         state = init_state({"prompt": init_uniform(0, 4, 16)}, opt, seed=0)
         st_sh = shard.state_shardings(mesh, state, model_tuning=False)
@@ -40,13 +40,21 @@ SCRIPT = textwrap.dedent("""
             batch = shard.put_batch(synthetic_batch(i, batch=16), b_sh)
             state, m = f(state, frozen, batch)
             losses.append(float(m["loss"]))
-        spec = fr_sh["encoder"]["layers_0"]["mlp"]["wi_0"]["kernel"].spec
+        enc = fr_sh["encoder"]
+        spec = (enc["layers"] if scan_layers else enc["layers_0"])["mlp"]["wi_0"]["kernel"].spec
         return np.asarray(state["trainable"]["prompt"]), losses, str(spec)
 
     single, l1, _ = run(MeshConfig(data=1, model=1))  # uses the first device only
     data8, l8, _ = run(MeshConfig(data=8, model=1))
     mixed, l42, spec = run(MeshConfig(data=4, model=2))
+    # scan_layers: stacked weights sharded with a replicated leading layer axis.
+    scan1, ls1, _ = run(MeshConfig(data=1, model=1), scan_layers=True)
+    scan42, ls42, scan_spec = run(MeshConfig(data=4, model=2), scan_layers=True)
     print(json.dumps({
+        "scan_max_diff": float(np.abs(scan1 - scan42).max()),
+        "scan_loss_diff": max(abs(a - b) for a, b in zip(ls1, ls42)),
+        "scan_prompt_moved": float(np.abs(scan1 - init_uniform(0, 4, 16)).max()),
+        "scan_mlp_spec": scan_spec,
         "max_diff_data8": float(np.abs(single - data8).max()),
         "max_diff_data4_model2": float(np.abs(single - mixed).max()),
         "loss_diff": max(abs(a - b) for a, b in zip(l1, l8 + l42)),
@@ -70,3 +78,8 @@ def test_sharded_step_equals_single_device(tmp_path):
     assert res["max_diff_data4_model2"] < 1e-5
     assert res["loss_diff"] < 1e-5
     assert "model" in res["mlp_spec"]  # frozen weights really were sharded on the model axis
+    # The same with scan_layers: the stacked kernel [layers, embed, mlp] splits its mlp axis.
+    assert res["scan_prompt_moved"] > 1e-3
+    assert res["scan_max_diff"] < 1e-5
+    assert res["scan_loss_diff"] < 1e-5
+    assert res["scan_mlp_spec"].endswith("(None, None, 'model')"), res["scan_mlp_spec"]
