@@ -9,6 +9,8 @@ is not touched). Prints every run, then a JSON summary with medians and the B/A 
         --model t5_1_1_small --random-weights --batch 8 --input-length 64 --target-length 8 \
         --prompt-length 100 --steps 8 --dtype float32
     python scripts/bench_ab.py --b-args "--remat" -- --model t5_1_1_small --random-weights
+    python scripts/bench_ab.py --b-args "--scan-layers" -- --model t5_1_1_large \
+        --random-weights --compile-only          # compile time only (no steps run)
 """
 
 from __future__ import annotations
@@ -82,19 +84,28 @@ def main(argv: list[str] | None = None) -> dict:
                 src, flags, env = sides[name]
                 out = _run(src, flags, args.threads, env)
                 runs[name].append(out)
-                print(f"round {r + 1} {name}: {out['step_time_ms_median']:.1f} ms/step",
-                      file=sys.stderr, flush=True)
-    med = {k: statistics.median(o["step_time_ms_median"] for o in v) for k, v in runs.items()}
+                step = out["step_time_ms_median"]
+                print(f"round {r + 1} {name}: "
+                      + (f"{step:.1f} ms/step, " if step is not None else "")
+                      + f"compile {out['compile_s']:.1f} s", file=sys.stderr, flush=True)
+    compile_only = runs["A"][0]["step_time_ms_median"] is None
+    med = {k: None if compile_only else statistics.median(o["step_time_ms_median"] for o in v)
+           for k, v in runs.items()}
+    med_compile = {k: statistics.median(o["compile_s"] for o in v) for k, v in runs.items()}
+
+    def side(name: str, ref: str, extra: str, env: list[str]) -> dict:
+        return {"ref": ref, "args": extra, "env": env, "step_ms_median": med[name],
+                "step_ms": [o["step_time_ms_median"] for o in runs[name]],
+                "compile_s_median": med_compile[name],
+                "compile_s": [o["compile_s"] for o in runs[name]],
+                "step_memory_bytes": runs[name][-1].get("step_memory_bytes")}
+
     summary = {
-        "A": {"ref": args.a_ref, "args": args.a_args, "env": args.a_env,
-              "step_ms_median": med["A"],
-              "step_ms": [o["step_time_ms_median"] for o in runs["A"]],
-              "compile_s": [o["compile_s"] for o in runs["A"]]},
-        "B": {"ref": args.b_ref, "args": args.b_args, "env": args.b_env,
-              "step_ms_median": med["B"],
-              "step_ms": [o["step_time_ms_median"] for o in runs["B"]],
-              "compile_s": [o["compile_s"] for o in runs["B"]]},
-        "speedup_b_over_a": med["A"] / med["B"], "common": common, "threads": args.threads,
+        "A": side("A", args.a_ref, args.a_args, args.a_env),
+        "B": side("B", args.b_ref, args.b_args, args.b_env),
+        "speedup_b_over_a": None if compile_only else med["A"] / med["B"],
+        "compile_speedup_b_over_a": med_compile["A"] / med_compile["B"],
+        "common": common, "threads": args.threads,
         "device": runs["A"][-1]["device"], "date": runs["B"][-1]["date"],
     }
     print(json.dumps(summary))

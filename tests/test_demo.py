@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +64,21 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
     report2 = run_demo(demo, log=lambda s: None)
     assert report2["targets"] == report["targets"]
     assert {p: p.read_bytes() for p in (out / "runs").glob("*/metrics.jsonl")} == logs
+
+    # The encoder-reliance diagnosis measures on the same held-out batches as the build's
+    # own report, and adds the score with another example's encoder input.
+    from spot.data.offline.backbone import backbone_path, diagnose
+
+    path = backbone_path(demo.backbone)
+    made = json.loads((path / "pretraining.json").read_text())
+    d = diagnose(path)["heldout"]
+    for objective in ("span", "prefix_lm"):
+        assert d[objective]["perplexity"] == pytest.approx(
+            made["heldout_perplexity"][objective], rel=1e-4)
+        other = d[objective]["perplexity_other_example_input"]
+        assert np.isfinite(other) and other > 1.0
+        assert d[objective]["nats_from_encoder"] == pytest.approx(
+            np.log(other / d[objective]["perplexity"]), abs=1e-6)
 
 
 def test_notebook_runs(tmp_path, cache):

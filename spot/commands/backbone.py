@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
+
+_SET_HELP = ("Change one recipe field, e.g. --set reconstruct_steps=800 (repeatable); the "
+             "changed recipe is built and cached under its own key.")
+
+
+def _recipe(seed: int, sets: tuple[str, ...]):
+    """The default recipe with `--seed` and typed `--set KEY=VALUE` changes."""
+    from spot.data.offline.backbone import BackboneRecipe
+    from spot.errors import ConfigError
+
+    fields = {f.name: f for f in dataclasses.fields(BackboneRecipe)}
+    changes: dict = {"seed": seed}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        if key not in fields:
+            raise ConfigError(f"--set {key}: not a recipe field; known: {', '.join(fields)}")
+        kind = type(getattr(BackboneRecipe(), key))
+        try:
+            changes[key] = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes")
+        except ValueError:
+            raise ConfigError(f"--set {key}={raw!r}: expected {kind.__name__}") from None
+    return BackboneRecipe(**changes)
 
 
 @click.group("backbone")
@@ -15,24 +41,36 @@ def backbone() -> None:
 @backbone.command("build")
 @click.option("--force", is_flag=True, help="Rebuild even if a cached copy exists.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def build(force: bool, seed: int) -> None:
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+def build(force: bool, seed: int, sets: tuple[str, ...]) -> None:
     """Pretrain it (span corruption, then prefix-LM adaptation); cached and reused."""
-    from spot.data.offline.backbone import BackboneRecipe, build_backbone
+    from spot.data.offline.backbone import build_backbone
 
-    path = build_backbone(BackboneRecipe(seed=seed), force=force,
+    path = build_backbone(_recipe(seed, sets), force=force,
                           log=lambda s: click.echo(s, err=True))
     click.echo(str(path))
 
 
 @backbone.command("info")
-def info() -> None:
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="The recipe changes it was built with (see `build --set`).")
+@click.option("--diagnose", is_flag=True,
+              help="Also measure how much the decoder reads its encoder: held-out perplexity "
+                   "with each example's own input and with another example's input.")
+def info(seed: int, sets: tuple[str, ...], diagnose: bool) -> None:
     """Where the cached backbone is and how it was made (held-out perplexity included)."""
     from spot.data.offline.backbone import backbone_path
 
-    path = backbone_path()
+    path = backbone_path(_recipe(seed, sets))
     report = json.loads((path / "pretraining.json").read_text(encoding="utf-8"))
     report.pop("history", None)
-    click.echo(json.dumps({"path": str(path), **report}, indent=2))
+    result = {"path": str(path), **report}
+    if diagnose:
+        from spot.data.offline.backbone import diagnose as run_diagnosis
+
+        result["diagnosis"] = run_diagnosis(path)["heldout"]
+    click.echo(json.dumps(result, indent=2))
 
 
 def register(cli: click.Group) -> None:

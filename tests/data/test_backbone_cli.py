@@ -1,0 +1,60 @@
+"""`spot backbone build|info --set ... [--diagnose]` on a few-step recipe in a private cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from spot.cli import cli
+from spot.errors import CheckpointError, ConfigError
+
+TINY = ["--set", "reconstruct_steps=2", "--set", "span_steps=2", "--set", "prefix_lm_steps=2",
+        "--set", "batch_size=4", "--set", "emb_dim=32", "--set", "mlp_dim=64",
+        "--set", "num_layers=1", "--set", "num_heads=2", "--set", "head_dim=16"]
+
+
+def _invoke(args):
+    result = CliRunner().invoke(cli, args, catch_exceptions=True)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    from spot.data.offline.vocab import default_vocabulary_path
+
+    vocab = default_vocabulary_path()
+    shutil.copytree(vocab.parent, tmp_path / vocab.parent.name)
+    monkeypatch.setenv("SPOT_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_recipe_changes_are_typed_and_checked(private_cache):
+    with pytest.raises(ConfigError, match="not a recipe field"):
+        _invoke(["backbone", "info", "--set", "span_stepz=3"])
+    with pytest.raises(ConfigError, match="expected int"):
+        _invoke(["backbone", "info", "--set", "span_steps=three"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        _invoke(["backbone", "info", "--set", "span_steps"])
+    with pytest.raises(CheckpointError, match="not built yet"):
+        _invoke(["backbone", "info", "--set", "span_steps=3"])
+
+
+def test_build_then_info_with_diagnosis(private_cache):
+    built = _invoke(["backbone", "build", *TINY]).stdout.strip().splitlines()[-1]
+    assert built.startswith(str(private_cache))
+    report = json.loads(_invoke(["backbone", "info", *TINY, "--diagnose"]).stdout)
+    assert report["path"] == built and report["recipe"]["emb_dim"] == 32
+    for objective in ("span", "prefix_lm"):
+        d = report["diagnosis"][objective]
+        assert d["perplexity"] == pytest.approx(report["heldout_perplexity"][objective],
+                                                rel=1e-4)
+        assert d["perplexity_other_example_input"] > 1.0
+    # Another recipe is another cache entry: the default is still not built here.
+    with pytest.raises(CheckpointError, match="not built yet"):
+        _invoke(["backbone", "info"])
