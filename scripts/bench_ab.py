@@ -8,8 +8,8 @@ is not touched). Prints every run, then a JSON summary with medians and the B/A 
     python scripts/bench_ab.py --a-ref HEAD~1 --b-ref WORKTREE --rounds 3 -- \
         --model t5_1_1_small --random-weights --batch 8 --input-length 64 --target-length 8 \
         --prompt-length 100 --steps 8 --dtype float32
-    python scripts/bench_ab.py --b-args "--remat" -- --model t5_1_1_small --random-weights
-    python scripts/bench_ab.py --b-args "--scan-layers" -- --model t5_1_1_large \
+    python scripts/bench_ab.py --b-args=--remat -- --model t5_1_1_small --random-weights
+    python scripts/bench_ab.py --b-args=--scan-layers -- --model t5_1_1_large \
         --random-weights --compile-only          # compile time only (no steps run)
 """
 
