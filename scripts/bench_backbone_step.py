@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ab import ROOT, WORKTREE, _export  # noqa: E402
 
 CHILD = r"""
-import json, sys, time
+import json, statistics, sys, time
 import jax, numpy as np
 import spot
 assert spot.__file__.startswith(sys.argv[1]), spot.__file__
@@ -57,7 +57,7 @@ def _run(src: Path | None, steps: int) -> dict:
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    proc = subprocess.run([sys.executable, "-c", "import statistics\n" + CHILD,
+    proc = subprocess.run([sys.executable, "-c", CHILD,
                            str(src or ROOT), str(steps)], env=env, capture_output=True,
                           text=True, cwd=tempfile.gettempdir())
     if proc.returncode != 0:

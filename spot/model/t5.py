@@ -177,8 +177,8 @@ class Dense(nn.Module):
     def __call__(self, x: Array) -> Array:
         kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
         # One 2D matmul over the flattened leading axes: its transposes (the backward pass)
-        # are plain 2D matmuls too. The weight gradient of a 3D einsum contracts over two
-        # axes, which XLA:CPU ran 2.5x slower than the same product in 2D.
+        # are plain 2D matmuls too, where a 3D einsum's weight gradient contracts over two
+        # axes, slower on XLA:CPU (scripts/bench_backbone_step.py measures the difference).
         x2 = x.reshape(-1, x.shape[-1]).astype(self.dtype)
         y = jnp.dot(x2, kernel.astype(self.dtype))
         return y.reshape(x.shape[:-1] + (self.features,))

@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spot.config import RunConfig, apply_overrides
 from spot.errors import ConfigError
 from spot.model.api import T5, load_t5
 from spot.model.checkpoints import save_native
@@ -18,7 +17,7 @@ from spot.model.t5 import (T5Config, Transformer, init_params, is_stacked, stack
                            unstack_layers)
 from spot.train.loop import run_loop, trainable_from_prompt
 
-from ..train.synthetic import synthetic_batches
+from ..train.synthetic import loop_config, synthetic_batches
 
 CFG = T5Config.preset("test_tiny", num_encoder_layers=3, num_decoder_layers=2)
 
@@ -48,7 +47,7 @@ def test_stack_unstack_round_trip_and_layout():
     np.testing.assert_array_equal(stacked["decoder"]["layers"]["mlp"]["wo"]["kernel"][1],
                                   params["decoder"]["layers_1"]["mlp"]["wo"]["kernel"])
     assert _leaves_equal(unstack_layers(stacked), params)
-    assert stack_layers(stacked) is not None and _leaves_equal(stack_layers(stacked), stacked)
+    assert _leaves_equal(stack_layers(stacked), stacked)
     assert _leaves_equal(unstack_layers(params), params)
     broken = {**params, "encoder": {k: v for k, v in params["encoder"].items()
                                     if k != "layers_1"}}
@@ -109,12 +108,8 @@ def test_scanned_dropout_draws_differ_per_layer_and_are_reproducible():
 
 
 def _loop_config(out_dir, **overrides):
-    base = {"train.steps": 6, "train.eval_every": 6, "train.checkpoint_every": 6,
-            "train.embedding_step": 3, "train.log_every": 2, "train.progress": False,
-            "train.out_dir": str(out_dir), "prompt.length": 4, "data.task": "synthetic",
-            "model.name": "test_tiny", "optimizer.learning_rate": 0.3}
-    base.update(overrides)
-    return apply_overrides(RunConfig(), base)
+    return loop_config(out_dir, **{"train.steps": 6, "train.checkpoint_every": 6,
+                                   "train.embedding_step": 3, **overrides})
 
 
 def test_scanned_prompt_tuning_run_ends_with_the_same_prompt(tmp_path):

@@ -28,3 +28,15 @@ def synthetic_batches(seed: int = 0, **kw):
             step += 1
 
     return batches
+
+
+def loop_config(out_dir, **overrides):
+    """A run-loop config for the synthetic task on test_tiny; `overrides` are dotted keys."""
+    from spot.config import RunConfig, apply_overrides
+
+    base = {"train.steps": 12, "train.eval_every": 6, "train.checkpoint_every": 4,
+            "train.embedding_step": 5, "train.log_every": 2, "train.progress": False,
+            "train.out_dir": str(out_dir), "prompt.length": 4, "data.task": "synthetic",
+            "model.name": "test_tiny", "optimizer.learning_rate": 0.3}
+    base.update(overrides)
+    return apply_overrides(RunConfig(), base)

@@ -8,22 +8,13 @@ import jax
 import numpy as np
 import pytest
 
-from spot.config import RunConfig, apply_overrides
 from spot.errors import NonFiniteError
 from spot.model.api import random_t5
 from spot.model.prompt import init_uniform
 from spot.train.loop import run_loop, trainable_from_prompt
 
+from .synthetic import loop_config as _config
 from .synthetic import synthetic_batches
-
-
-def _config(out_dir, **overrides):
-    base = {"train.steps": 12, "train.eval_every": 6, "train.checkpoint_every": 4,
-            "train.embedding_step": 5, "train.log_every": 2, "train.progress": False,
-            "train.out_dir": str(out_dir), "prompt.length": 4, "data.task": "synthetic",
-            "model.name": "test_tiny", "optimizer.learning_rate": 0.3}
-    base.update(overrides)
-    return apply_overrides(RunConfig(), base)
 
 
 def _run(config, t5, **kw):

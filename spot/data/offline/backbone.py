@@ -2,9 +2,8 @@
 
 Recipe (mirrors how the LM-adapted T5 1.1 checkpoints were made, at toy scale):
   0. a short warm-up on full reconstruction (the span-corrupted input, the whole original
-     window as target) for `reconstruct_steps` steps: at this scale it pushes the decoder
-     to read the encoder (held-out prefix-LM perplexity 308 instead of 452 at the same
-     budget, from each build's pretraining.json);
+     window as target) for `reconstruct_steps` steps, meant to push the decoder to read
+     the encoder (`spot backbone info --diagnose` measures how much it does);
   1. span corruption (noise density 0.15, mean span length 3, sentinels from the top of the
      vocabulary) for `span_steps` steps;
   2. prefix-LM adaptation (split a text window at a random point; predict the continuation)
@@ -48,9 +47,9 @@ class BackboneRecipe:
     mlp_dim: int = 512
     num_layers: int = 4
     batch_size: int = 32
-    # 1,360 steps: about 11.5 minutes of steps on 2 CPU cores (scripts/bench_backbone_step.py
-    # predicts the time from measured step times), inside the 15-minute budget with room for
-    # slower machines; 1,600 steps measured 19.4 minutes before the 2D Dense matmuls.
+    # 1,360 steps: the whole build measured 12.5 minutes on 2 CPU cores from a fresh clone
+    # (docs/offline_suite.md), inside the 15-minute budget; scripts/bench_backbone_step.py
+    # predicts the step time of a recipe from measured step times.
     reconstruct_steps: int = 320
     span_steps: int = 600
     prefix_lm_steps: int = 440
@@ -245,11 +244,17 @@ def _step_fns(module, optimizer):
 
 
 def heldout_perplexity(eval_step, params, stream: np.ndarray, recipe: BackboneRecipe,
-                       vocab_size: int, objective: str, batches: int = 8) -> float:
+                       vocab_size: int, objective: str, batches: int = 8, *,
+                       other_inputs: bool = False) -> float:
+    """Perplexity on the same seeded held-out batches every call; `other_inputs` gives each
+    example the encoder input of its neighbour in the batch (see `diagnose`)."""
     rng = np.random.default_rng(recipe.seed + 999)
     total, count = 0.0, 0.0
     for _ in range(batches):
-        nll, n = eval_step(params, make_batch(stream, objective, recipe, vocab_size, rng))
+        batch = make_batch(stream, objective, recipe, vocab_size, rng)
+        if other_inputs:
+            batch["encoder_input_tokens"] = np.roll(batch["encoder_input_tokens"], 1, axis=0)
+        nll, n = eval_step(params, batch)
         total += float(nll)
         count += float(n)
     return float(math.exp(total / max(count, 1.0)))
@@ -355,8 +360,6 @@ def diagnose(path: str | os.PathLike | None = None, *, batches: int = 8) -> dict
     real input brings. Prompt tuning acts only through the encoder, so a gain near zero
     means prompts cannot steer this backbone.
     """
-    import jax
-
     from spot.data.offline.corpus import load_corpus
     from spot.data.vocab import load_vocabulary
     from spot.model.api import load_t5
@@ -373,21 +376,11 @@ def diagnose(path: str | os.PathLike | None = None, *, batches: int = 8) -> dict
     _, eval_step = _step_fns(t5.module, None)
     out: dict[str, dict[str, float]] = {}
     for objective in ("span", "prefix_lm"):
-        totals = {"own": [0.0, 0.0], "other": [0.0, 0.0]}
-        rng = np.random.default_rng(recipe.seed + 999)
-        for _ in range(batches):
-            batch = make_batch(stream, objective, recipe, t5.config.vocab_size, rng)
-            swapped = {**batch, "encoder_input_tokens": np.roll(
-                batch["encoder_input_tokens"], 1, axis=0)}
-            for name, b in (("own", batch), ("other", swapped)):
-                nll, n = jax.device_get(eval_step(t5.params, b))
-                totals[name][0] += float(nll)
-                totals[name][1] += float(n)
-        own = totals["own"][0] / max(totals["own"][1], 1.0)
-        other = totals["other"][0] / max(totals["other"][1], 1.0)
-        out[objective] = {"perplexity": math.exp(own),
-                          "perplexity_other_example_input": math.exp(other),
-                          "nats_from_encoder": other - own}
+        own, other = (heldout_perplexity(eval_step, t5.params, stream, recipe,
+                                         t5.config.vocab_size, objective, batches,
+                                         other_inputs=swap) for swap in (False, True))
+        out[objective] = {"perplexity": own, "perplexity_other_example_input": other,
+                          "nats_from_encoder": math.log(other / own)}
     return {"path": str(path), "recipe_key": made.get("recipe_key"), "batches": batches,
             "batch_size": recipe.batch_size, "heldout": out}
 
