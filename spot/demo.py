@@ -37,8 +37,9 @@ def _default_recipe():
 class DemoConfig:
     out: str = "demo_out"
     backbone: Any = dataclasses.field(default_factory=_default_recipe)
-    source_steps: int = 250
-    target_steps: int = 100
+    # Sized so the study fits its 15-minute budget on 2 CPU cores (docs/offline_suite.md).
+    source_steps: int = 200
+    target_steps: int = 70
     embedding_step: int = 50
     eval_every: int = 50
     prompt_length: int = 20

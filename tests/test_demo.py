@@ -34,8 +34,9 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
     from spot.data.offline.backbone import BackboneRecipe
     from spot.demo import DemoConfig, render_tables, run_demo
 
+    # The same miniature recipe as the notebook's fast mode (one build serves both tests).
     demo = DemoConfig(out=str(tmp_path / "demo"), backbone=BackboneRecipe(
-        span_steps=12, prefix_lm_steps=4, batch_size=8), source_steps=6, target_steps=6,
+        reconstruct_steps=4, span_steps=12, prefix_lm_steps=4, batch_size=8), source_steps=6, target_steps=6,
         embedding_step=2, eval_every=3, prompt_length=4, batch_size=8, max_eval_examples=24)
     report = run_demo(demo, log=lambda s: None)
     out = tmp_path / "demo"

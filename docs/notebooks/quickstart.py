@@ -41,7 +41,9 @@ OUT.mkdir(parents=True, exist_ok=True)
 # Built once (about 15 minutes on 2 cores) and cached; `spot backbone build` does the same.
 
 # %%
-recipe = BackboneRecipe(span_steps=30, prefix_lm_steps=10) if FAST else BackboneRecipe()
+# The miniature recipe is the one tests/test_demo.py builds, so the two tests share one build.
+recipe = (BackboneRecipe(reconstruct_steps=4, span_steps=12, prefix_lm_steps=4, batch_size=8)
+          if FAST else BackboneRecipe())
 backbone = build_backbone(recipe)
 t5 = spot.load_t5(backbone)
 vocab = load_vocabulary(backbone / "vocab.model")

@@ -123,3 +123,31 @@ def test_changed_config_is_refused_on_resume(tmp_path, t5):
 
     with pytest.raises(ConfigError, match="different config .*optimizer.learning_rate"):
         _run(_config(tmp_path / "c", **{"train.steps": 4, "optimizer.learning_rate": 0.1}), t5)
+
+
+def test_runs_of_one_process_reuse_the_jitted_step(tmp_path, t5):
+    """A second run with the same model and shapes reuses the first run's jitted step (no
+    retrace) and ends exactly where the first, uncached run ended; another prompt length or
+    another module object gets its own step."""
+    from spot.model.prompt_files import load_prompt
+    from spot.train import loop
+
+    loop._STEP_CACHE.clear()
+    first = _run(_config(tmp_path / "a"), t5)
+    assert len(loop._STEP_CACHE) == 1
+    cached = loop._STEP_CACHE[0][2]
+    second = _run(_config(tmp_path / "b"), t5)
+    assert len(loop._STEP_CACHE) == 1 and loop._STEP_CACHE[0][2] is cached
+    np.testing.assert_array_equal(load_prompt(first.prompt_paths["final"]),
+                                  load_prompt(second.prompt_paths["final"]))
+    longer = _config(tmp_path / "d", **{"prompt.length": 6})
+    prompt = init_uniform(0, 6, t5.config.emb_dim)
+    run_loop(longer, out_dir=longer.train.out_dir, module=t5.module, frozen=t5.params,
+             initial_trainable=lambda: trainable_from_prompt(prompt, reparameterize=False,
+                                                             hidden=8, seed=0),
+             batches=synthetic_batches(), evaluate=None, metadata={"task": "synthetic"},
+             log=lambda s: None)
+    assert len(loop._STEP_CACHE) == 2
+    other = random_t5("test_tiny", seed=1)
+    _run(_config(tmp_path / "e"), other)
+    assert len(loop._STEP_CACHE) == 3  # another module object never shares a step
