@@ -228,7 +228,8 @@ def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[st
     names = list(embeddings)
     matrix = np.array([[similarity(embeddings[a], embeddings[b], metric="avg_cosine")
                         for b in names] for a in names])
-    figures += plots.plot_similarity_clustermap(names, matrix, out / "fig_similarity_clustermap")
+    figures += plots.plot_similarity_clustermap(names, matrix, out / "fig_similarity_clustermap",
+                                                 metric="avg_cosine")
     rer = {(p["source"], p["target"]): p["relative_error_reduction"] for p in summary["pairs"]}
     points = {t: [(sims[demo.metric][(s, t)], rer[(s, t)]) for s in source_prompts
                   if (s, t) in rer] for t in TARGET_TASKS}
