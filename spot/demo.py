@@ -195,7 +195,9 @@ def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[st
             "target": target, "baseline": base.best_score, "generic_spot": generic.best_score,
             "retrieved": [t for t, _ in top], "best_of_top_k": grid[best_of_k[0]],
             "best_of_top_k_source": best_of_k[0], "weighted_top_k": weighted.best_score,
-            "oracle": max(grid.values()), "oracle_source": max(grid, key=grid.get)})
+            "oracle": max(grid.values()), "oracle_source": max(grid, key=grid.get),
+            "oracle_ties": [s for s, v in grid.items() if v == max(grid.values())],
+            "num_sources": len(grid)})
 
     # 5. Tables, retrieval quality, figures.
     log("[4/4] analysis")
@@ -240,6 +242,16 @@ def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[st
     return report
 
 
+def _oracle_label(target: dict[str, Any]) -> str:
+    """The oracle's source, or how many sources share its score (a tie has no single best)."""
+    ties = target.get("oracle_ties") or [target["oracle_source"]]
+    if len(ties) == 1:
+        return ties[0]
+    if len(ties) == target.get("num_sources"):
+        return "all tie"
+    return f"{len(ties)} sources tie"
+
+
 def render_tables(report: dict[str, Any]) -> str:
     lines = ["", "Targets (validation score, best checkpoint):",
              "| target | baseline | generic SPoT (mixture) | targeted best-of-top-k | "
@@ -251,7 +263,7 @@ def render_tables(report: dict[str, Any]) -> str:
         lines.append(
             f"| {t['target']} | {t['baseline']:.2f} | {t['generic_spot']:.2f} | "
             f"{t['best_of_top_k']:.2f} ({t['best_of_top_k_source']}) | "
-            f"{t['weighted_top_k']:.2f} | {t['oracle']:.2f} ({t['oracle_source']}) | {verdict} |")
+            f"{t['weighted_top_k']:.2f} | {t['oracle']:.2f} ({_oracle_label(t)}) | {verdict} |")
     lines.append("(one seed; validation sets of 100-400 examples, so differences of a few "
                  "points are within noise)")
     lines += ["", "Retrieval quality against the measured transfers (mean over targets):",

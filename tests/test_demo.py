@@ -58,6 +58,7 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
     for t in summary["targets"]:
         assert len(t["retrieved"]) == demo.k
         assert t["oracle"] >= t["best_of_top_k"]
+        assert t["oracle_source"] in t["oracle_ties"] and t["num_sources"] == len(SOURCE_TASKS)
     tables = render_tables(report)
     assert "transfer helps?" in tables and all(t in tables for t in TARGET_TASKS)
     # A rerun resumes every finished run instead of training again: no run's metrics change.
@@ -89,3 +90,25 @@ def test_notebook_runs(tmp_path, cache):
     assert "from scratch:" in done.stdout
     for name in ("loss.png", "ranking.png", "scores.npy"):
         assert (tmp_path / "nb" / name).exists()
+
+
+def test_table_names_the_oracle_only_when_it_is_unique():
+    from spot.demo import render_tables
+
+    def target(name, grid):
+        best = max(grid.values())
+        return {"target": name, "baseline": 50.0, "generic_spot": 50.0, "best_of_top_k": 50.0,
+                "best_of_top_k_source": "a", "weighted_top_k": 50.0, "oracle": best,
+                "oracle_source": max(grid, key=grid.get), "num_sources": len(grid),
+                "oracle_ties": [s for s, v in grid.items() if v == best]}
+
+    report = {"targets": [target("t_unique", {"a": 50.0, "b": 61.0, "c": 55.0}),
+                          target("t_all", {"a": 50.0, "b": 50.0, "c": 50.0}),
+                          target("t_two", {"a": 50.0, "b": 58.0, "c": 58.0})],
+              "retrieval_quality": {"avg_cosine": {"n": 3, "spearman": None}},
+              "total_seconds": 60.0}
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in render_tables(report).splitlines()
+            if line.startswith("| t_")}
+    assert "61.00 (b)" in rows["t_unique"]
+    assert "50.00 (all tie)" in rows["t_all"] and "(a)" not in rows["t_all"].split("|")[6]
+    assert "58.00 (2 sources tie)" in rows["t_two"]
