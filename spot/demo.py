@@ -195,9 +195,7 @@ def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[st
             "target": target, "baseline": base.best_score, "generic_spot": generic.best_score,
             "retrieved": [t for t, _ in top], "best_of_top_k": grid[best_of_k[0]],
             "best_of_top_k_source": best_of_k[0], "weighted_top_k": weighted.best_score,
-            "oracle": max(grid.values()), "oracle_source": max(grid, key=grid.get),
-            "oracle_ties": [s for s, v in grid.items() if v == max(grid.values())],
-            "num_sources": len(grid)})
+            **oracle_of(grid)})
 
     # 5. Tables, retrieval quality, figures.
     log("[4/4] analysis")
@@ -242,14 +240,20 @@ def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[st
     return report
 
 
+def oracle_of(grid: dict[str, float]) -> dict[str, Any]:
+    """The best transfer of a target over its sources (`grid`: source -> score), with every
+    source that reaches it: a tie has no single best source."""
+    best = max(grid.values())
+    ties = [source for source, score in grid.items() if score == best]
+    return {"oracle": best, "oracle_source": ties[0], "oracle_ties": ties,
+            "num_sources": len(grid)}
+
+
 def _oracle_label(target: dict[str, Any]) -> str:
-    """The oracle's source, or how many sources share its score (a tie has no single best)."""
-    ties = target.get("oracle_ties") or [target["oracle_source"]]
+    ties = target["oracle_ties"]
     if len(ties) == 1:
         return ties[0]
-    if len(ties) == target.get("num_sources"):
-        return "all tie"
-    return f"{len(ties)} sources tie"
+    return "all tie" if len(ties) == target["num_sources"] else f"{len(ties)} sources tie"
 
 
 def render_tables(report: dict[str, Any]) -> str:

@@ -36,8 +36,8 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
 
     # The same miniature recipe as the notebook's fast mode (one build serves both tests).
     demo = DemoConfig(out=str(tmp_path / "demo"), backbone=BackboneRecipe(
-        reconstruct_steps=4, span_steps=12, prefix_lm_steps=4, batch_size=8), source_steps=6, target_steps=6,
-        embedding_step=2, eval_every=3, prompt_length=4, batch_size=8, max_eval_examples=24)
+        reconstruct_steps=4, span_steps=12, prefix_lm_steps=4, batch_size=8), source_steps=6,
+        target_steps=6, embedding_step=2, eval_every=3, prompt_length=4, batch_size=8, max_eval_examples=24)
     report = run_demo(demo, log=lambda s: None)
     out = tmp_path / "demo"
     for name in ("results.csv", "summary.json", "tables.md", "transfer_table.md",
@@ -93,14 +93,11 @@ def test_notebook_runs(tmp_path, cache):
 
 
 def test_table_names_the_oracle_only_when_it_is_unique():
-    from spot.demo import render_tables
+    from spot.demo import oracle_of, render_tables
 
     def target(name, grid):
-        best = max(grid.values())
         return {"target": name, "baseline": 50.0, "generic_spot": 50.0, "best_of_top_k": 50.0,
-                "best_of_top_k_source": "a", "weighted_top_k": 50.0, "oracle": best,
-                "oracle_source": max(grid, key=grid.get), "num_sources": len(grid),
-                "oracle_ties": [s for s, v in grid.items() if v == best]}
+                "best_of_top_k_source": "a", "weighted_top_k": 50.0, **oracle_of(grid)}
 
     report = {"targets": [target("t_unique", {"a": 50.0, "b": 61.0, "c": 55.0}),
                           target("t_all", {"a": 50.0, "b": 50.0, "c": 50.0}),
@@ -112,3 +109,4 @@ def test_table_names_the_oracle_only_when_it_is_unique():
     assert "61.00 (b)" in rows["t_unique"]
     assert "50.00 (all tie)" in rows["t_all"] and "(a)" not in rows["t_all"].split("|")[6]
     assert "58.00 (2 sources tie)" in rows["t_two"]
+    assert oracle_of({"a": 50.0, "b": 58.0, "c": 58.0})["oracle_source"] == "b"

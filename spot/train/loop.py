@@ -174,9 +174,9 @@ def _jitted_step(module, config: RunConfig, optimizer, mesh, state: dict, frozen
 
     if step_wrapper is not None:
         return build()
-    key = (id(module), config.optimizer, model_tuning, mesh, _shapes(state), _shapes(frozen))
+    key = (config.optimizer, model_tuning, mesh, _shapes(state), _shapes(frozen))
     for i, (k, held_module, value) in enumerate(_STEP_CACHE):
-        if k == key and held_module is module:
+        if held_module is module and k == key:
             _STEP_CACHE.append(_STEP_CACHE.pop(i))
             return value
     value = build()
