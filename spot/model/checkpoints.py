@@ -15,23 +15,23 @@ against the config, so a mismatch is reported by parameter name before anything 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from spot.errors import CheckpointError, ConfigError
+from spot.fileio import finish_files, replace_dir, temp_dir_for
 from spot.model.t5 import T5Config
 
 FORMAT_NAME = "spot-t5"
 FORMAT_VERSION = 1
 PARAMS_FILE = "params.safetensors"
 CONFIG_FILE = "config.json"
+NATIVE_FILES = (PARAMS_FILE, CONFIG_FILE)  # what spot owns in a native checkpoint folder
 
 # t5x's standard T5 1.1 network hard-codes 32 buckets with max distance 128.
 _T5X_STANDARD_BUCKETS = {32: 128}
@@ -287,7 +287,8 @@ def save_native(path: str | os.PathLike, config: T5Config, params: Mapping[str, 
     rename it into place, so a crash never leaves a half-written checkpoint at `path`.
 
     An existing native checkpoint (or empty folder) at `path` is replaced; any other
-    existing folder is refused rather than deleted.
+    existing folder is refused rather than deleted. Replacing rewrites only spot's two
+    files: whatever else the folder holds (a `vocab.model`, a README) is kept.
     """
     from safetensors.numpy import save_file
 
@@ -306,43 +307,17 @@ def save_native(path: str | os.PathLike, config: T5Config, params: Mapping[str, 
         config_text = json.dumps(header, indent=2, sort_keys=True, default=_json_default) + "\n"
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: metadata is not JSON-serializable ({e})") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = temp_dir_for(path)
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in flat.items()},
                   str(tmp / PARAMS_FILE), metadata={"format": FORMAT_NAME})
         (tmp / CONFIG_FILE).write_text(config_text, encoding="utf-8")
-        for name in (PARAMS_FILE, CONFIG_FILE):
-            with open(tmp / name, "rb") as f:
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o755)
-        _replace_dir(tmp, path)
+        finish_files(tmp, (PARAMS_FILE, CONFIG_FILE))
+        replace_dir(tmp, path, owned=NATIVE_FILES)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    old = None
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-        os.rmdir(old)
-        os.replace(dst, old)
-    try:
-        os.replace(src, dst)
-    except BaseException:
-        if old is not None:
-            os.replace(old, dst)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        fd = os.open(dst.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _json_default(value: Any) -> Any:

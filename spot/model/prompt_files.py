@@ -20,14 +20,14 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from spot.errors import CheckpointError, PromptError
-from spot.fileio import atomic_write_bytes, atomic_write_text
+from spot.fileio import (atomic_write_bytes, atomic_write_text, finish_files, replace_dir,
+                         temp_dir_for)
 
 SIDECAR_FORMAT = "spot-prompt"
 SIDECAR_VERSION = 1
@@ -329,6 +329,7 @@ def export_peft(prompt: Any, out_dir: str | os.PathLike, *, base_model: str,
 
     The folder is assembled in a temporary sibling and renamed into place. An existing PEFT
     adapter folder (or empty folder) at `out_dir` is replaced; anything else is refused.
+    Replacing rewrites only the adapter's config and weights; other files there are kept.
     """
     out_dir = Path(out_dir)
     arr = _as_prompt(prompt, "prompt")
@@ -349,26 +350,14 @@ def export_peft(prompt: Any, out_dir: str | os.PathLike, *, base_model: str,
     }
     from safetensors.numpy import save_file
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    tmp = temp_dir_for(out_dir)
     try:
         save_file({"prompt_embeddings": np.ascontiguousarray(arr)},
                   str(tmp / PEFT_WEIGHTS[0]), metadata={"format": "pt"})
         (tmp / PEFT_CONFIG).write_text(json.dumps(adapter_config, indent=2, sort_keys=True)
                                        + "\n", encoding="utf-8")
-        for name in (PEFT_WEIGHTS[0], PEFT_CONFIG):
-            with open(tmp / name, "rb") as f:
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
-                                        dir=out_dir.parent))
-            os.rmdir(old)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        finish_files(tmp, (PEFT_WEIGHTS[0], PEFT_CONFIG))
+        replace_dir(tmp, out_dir, owned=(PEFT_CONFIG, *PEFT_WEIGHTS))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
