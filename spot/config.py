@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import typing
 from pathlib import Path
@@ -158,14 +159,21 @@ def _coerce(section: str, key: str, value: Any, typ: Any) -> Any:
     if typ is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where} must be a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where} must be a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(number):
+            # NaN passes every `<= 0` check and is not JSON: a config error, never a value.
+            shown = value if isinstance(value, str) else repr(value)
+            raise ConfigError(f"{where} must be a finite number, got {shown}")
+        return number
     if typ is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
@@ -255,8 +263,18 @@ def validate(config: RunConfig) -> RunConfig:
         raise ConfigError(f"prompt.length must be positive, got {p.length}")
     if p.init == "file" and not p.init_path:
         raise ConfigError("prompt.init = file needs prompt.init_path (--init FILE)")
-    if config.optimizer.learning_rate <= 0:
-        raise ConfigError("optimizer.learning_rate must be positive")
+    o = config.optimizer
+    ranges = [("optimizer.learning_rate", o.learning_rate, o.learning_rate > 0, "positive"),
+              ("optimizer.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
+              ("optimizer.z_loss", o.z_loss, o.z_loss >= 0, ">= 0"),
+              ("optimizer.epsilon", o.epsilon, o.epsilon > 0, "positive"),
+              ("optimizer.clipping_threshold", o.clipping_threshold, o.clipping_threshold > 0,
+               "positive"),
+              ("optimizer.decay_rate", o.decay_rate, 0 < o.decay_rate <= 1, "in (0, 1]"),
+              ("prompt.uniform_scale", p.uniform_scale, p.uniform_scale > 0, "positive")]
+    for key, value, ok, want in ranges:
+        if not ok:  # also catches a NaN built in Python, which no comparison lets through
+            raise ConfigError(f"{key} must be {want}, got {value!r}")
     return config
 
 
