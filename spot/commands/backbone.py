@@ -42,11 +42,15 @@ def backbone() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even if a cached copy exists.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-def build(force: bool, seed: int, sets: tuple[str, ...]) -> None:
+@click.option("--diagnose-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Every N steps, measure how much the decoder reads its encoder (held-out "
+                   "nats from the encoder, both objectives) into pretraining.json's history; "
+                   "0 = never. Changes neither the weights nor the cache key.")
+def build(force: bool, seed: int, sets: tuple[str, ...], diagnose_every: int) -> None:
     """Pretrain it (span corruption, then prefix-LM adaptation); cached and reused."""
     from spot.data.offline.backbone import build_backbone
 
-    path = build_backbone(_recipe(seed, sets), force=force,
+    path = build_backbone(_recipe(seed, sets), force=force, diagnose_every=diagnose_every,
                           log=lambda s: click.echo(s, err=True))
     click.echo(str(path))
 

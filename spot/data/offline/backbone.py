@@ -46,6 +46,8 @@ class BackboneRecipe:
     head_dim: int = 32
     mlp_dim: int = 512
     num_layers: int = 4
+    num_decoder_layers: int = 0  # 0: as many as the encoder (num_layers)
+    vocab_size: int = 8000  # SentencePiece pieces, before the 100 sentinel ids
     batch_size: int = 32
     # 1,360 steps: the whole build measured 12.5 minutes on 2 CPU cores from a fresh clone
     # (docs/offline_suite.md), inside the 15-minute budget; scripts/bench_backbone_step.py
@@ -66,15 +68,76 @@ class BackboneRecipe:
     seed: int = 0
 
     def key(self) -> str:
+        """The recipe alone; the cache folder also hashes the data (`backbone_key`)."""
         blob = json.dumps({**dataclasses.asdict(self), "version": RECIPE_VERSION},
                           sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def vocabulary_path(recipe: BackboneRecipe, *, build: bool = True) -> Path:
+    """The recipe's SentencePiece model in the user cache (trained on first use if `build`).
+
+    The default size is exactly `vocab.default_vocabulary_path()` (same folder and file; a
+    test checks it), other sizes sit beside it under the same naming rule."""
+    import sentencepiece as spm
+
+    from spot.data.offline import vocab as offline_vocab
+
+    size, seed = int(recipe.vocab_size), int(recipe.seed)
+    tag = hashlib.sha256(f"{offline_vocab.VOCAB_VERSION}|{spm.__version__}|{size}|{seed}"
+                         .encode()).hexdigest()[:10]
+    folder = cache_root() / f"offline-vocab-{tag}"
+    path = folder / f"offline_sp{size}_seed{seed}.model"
+    if build and not path.is_file():
+        offline_vocab.build_vocabulary(folder, vocab_size=size, seed=seed)
+    return path
+
+
+def corpus_files() -> list[Path]:
+    """What the pretraining corpus is made from: the raw package files `corpus.load_corpus`
+    reads (`sources.wikipedia_articles`, `sources.lee_documents`) and the two modules that
+    turn them into paragraphs. Their bytes identify the corpus (see `data_digest`)."""
+    from spot.data.offline import corpus, sources
+
+    raw = [sources.gensim_test_file(sources.WIKI_DUMP),
+           sources.gensim_test_file("lee_background.cor"), sources.gensim_test_file("lee.cor")]
+    return raw + [Path(sources.__file__), Path(corpus.__file__)]
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, memoized per (path, size, mtime) within the process."""
+    st = path.stat()
+    ident = (str(path), st.st_size, st.st_mtime_ns)
+    if ident not in _DIGESTS:
+        _DIGESTS[ident] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _DIGESTS[ident]
+
+
+def data_digest(vocabulary: Path) -> dict[str, str]:
+    """Digests of the vocabulary model's bytes and of the corpus files (a few ms: about
+    2.5 MB hashed once per process)."""
+    corpus = hashlib.sha256("|".join(f"{p.name}:{_file_digest(p)}" for p in corpus_files())
+                            .encode()).hexdigest()
+    return {"vocabulary": _file_digest(Path(vocabulary)), "corpus": corpus}
+
+
+def backbone_key(recipe: BackboneRecipe, vocabulary: Path | None = None) -> str:
+    """The cache key: the recipe, the vocabulary's bytes and the corpus's identity, so a build
+    on another corpus or vocabulary never reuses (or overwrites) this one."""
+    vocabulary = vocabulary or vocabulary_path(recipe, build=False)
+    if not Path(vocabulary).is_file():
+        return f"{recipe.key()}-novocab"  # nothing can be built or cached under it yet
+    blob = json.dumps({"recipe": recipe.key(), **data_digest(vocabulary)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
 def backbone_path(recipe: BackboneRecipe | None = None) -> Path:
     """The cached backbone folder (native format + vocabulary); raises if not built yet."""
     recipe = recipe or BackboneRecipe()
-    path = cache_root() / f"backbone-{recipe.key()}"
+    path = cache_root() / f"backbone-{backbone_key(recipe)}"
     if not (path / "config.json").is_file():
         raise CheckpointError(
             f"the embedded backbone is not built yet (expected at {path}); run "
@@ -87,7 +150,8 @@ def model_config(recipe: BackboneRecipe, sp_size: int) -> T5Config:
     vocab = -(-vocab // 128) * 128  # pad like T5 (32,100 -> 32,128)
     return T5Config(vocab_size=vocab, emb_dim=recipe.emb_dim, num_heads=recipe.num_heads,
                     head_dim=recipe.head_dim, mlp_dim=recipe.mlp_dim,
-                    num_encoder_layers=recipe.num_layers, num_decoder_layers=recipe.num_layers,
+                    num_encoder_layers=recipe.num_layers,
+                    num_decoder_layers=recipe.num_decoder_layers or recipe.num_layers,
                     relative_attention_num_buckets=32, relative_attention_max_distance=128,
                     dropout_rate=0.1)
 
@@ -260,26 +324,48 @@ def heldout_perplexity(eval_step, params, stream: np.ndarray, recipe: BackboneRe
     return float(math.exp(total / max(count, 1.0)))
 
 
+def encoder_reliance(eval_step, params, stream: np.ndarray, recipe: BackboneRecipe,
+                     vocab_size: int, batches: int = 8) -> dict[str, dict[str, float]]:
+    """Per objective: held-out perplexity with each example's own encoder input, with its
+    neighbour's, and the gain in nats per target token (see `diagnose`)."""
+    out: dict[str, dict[str, float]] = {}
+    for objective in ("span", "prefix_lm"):
+        own, other = (heldout_perplexity(eval_step, params, stream, recipe, vocab_size,
+                                         objective, batches, other_inputs=swap)
+                      for swap in (False, True))
+        out[objective] = {"perplexity": own, "perplexity_other_example_input": other,
+                          "nats_from_encoder": math.log(other / own)}
+    return out
+
+
 def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
-                   log: Callable[[str], None] = print, progress: bool = True) -> Path:
-    """Pretrain (or reuse) the embedded backbone; returns its cached folder."""
+                   log: Callable[[str], None] = print, progress: bool = True,
+                   diagnose_every: int = 0, diagnose_batches: int = 4,
+                   on_record: Callable[[dict], None] | None = None) -> Path:
+    """Pretrain (or reuse) the embedded backbone; returns its cached folder.
+
+    `diagnose_every=N` also measures `encoder_reliance` on `diagnose_batches` held-out
+    batches every N steps (and at the end) into the build's history, as records with
+    objective "diagnosis"; it changes neither the weights nor the cache key. `on_record` sees
+    every history record as it is made (the curve probes write them out as they go).
+    """
     import jax
 
     from spot.data.offline.corpus import load_corpus
-    from spot.data.offline.vocab import default_vocabulary_path
     from spot.data.vocab import load_vocabulary
     from spot.model.checkpoints import save_native
     from spot.model.t5 import Transformer, init_params
 
     recipe = recipe or BackboneRecipe()
-    out = cache_root() / f"backbone-{recipe.key()}"
-    if (out / "config.json").is_file() and not force:
-        log(f"embedded backbone already built: {out}")
-        return out
     started = time.time()
     # The vocabulary and the corpus split share the seed, so the suite's validation text
     # stays out of both.
-    sp_path = default_vocabulary_path(seed=recipe.seed)
+    sp_path = vocabulary_path(recipe)
+    digest = data_digest(sp_path)
+    out = cache_root() / f"backbone-{backbone_key(recipe, sp_path)}"
+    if (out / "config.json").is_file() and not force:
+        log(f"embedded backbone already built: {out}")
+        return out
     vocab = load_vocabulary(sp_path, extra_ids=EXTRA_IDS)
     import sentencepiece as spm
 
@@ -307,8 +393,22 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, unit="step", desc="pretrain", dynamic_ncols=True)
-    history = []
+    history: list[dict] = []
     loss_acc = []
+
+    def record(entry: dict) -> None:
+        history.append(entry)
+        if on_record is not None:
+            on_record(entry)
+
+    def measure(step: int) -> None:
+        t0 = time.time()
+        rel = encoder_reliance(eval_step, params, heldout_stream, recipe, cfg.vocab_size,
+                               diagnose_batches)
+        record({"step": step, "objective": "diagnosis", "seconds": round(time.time() - started, 1),
+                "measure_seconds": round(time.time() - t0, 2), "batches": diagnose_batches,
+                **{f"{obj}_{k}": v for obj, d in rel.items() for k, v in d.items()}})
+
     for step in range(total):
         objective = ("reconstruct" if step < recipe.reconstruct_steps else
                      "span" if step < recipe.reconstruct_steps + recipe.span_steps else
@@ -321,8 +421,11 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
             mean = float(np.mean(jax.device_get(loss_acc)))
             if not math.isfinite(mean):
                 raise CheckpointError(f"backbone pretraining diverged at step {step + 1}")
-            history.append({"step": step + 1, "objective": objective, "loss": mean})
+            record({"step": step + 1, "objective": objective, "loss": mean,
+                    "seconds": round(time.time() - started, 1)})
             loss_acc = []
+        if diagnose_every and ((step + 1) % diagnose_every == 0 or step + 1 == total):
+            measure(step + 1)
             if bar is not None:
                 bar.set_postfix(objective=objective, loss=f"{mean:.3f}", refresh=False)
         if bar is not None:
@@ -341,6 +444,7 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
                 metadata={"recipe": dataclasses.asdict(recipe)})
     shutil.copyfile(sp_path, tmp / "vocab.model")
     report = {"recipe": dataclasses.asdict(recipe), "recipe_key": recipe.key(),
+              "backbone_key": out.name.removeprefix("backbone-"), "data_digest": digest,
               "parameters": n_params, "train_tokens": int(len(train_stream)),
               "heldout_tokens": int(len(heldout_stream)),
               "heldout_perplexity": ppl, "unigram_perplexity": unigram,
@@ -374,13 +478,7 @@ def diagnose(path: str | os.PathLike | None = None, *, batches: int = 8) -> dict
     vocab = load_vocabulary(path / "vocab.model", extra_ids=EXTRA_IDS)
     stream = token_stream(load_corpus("heldout", seed=recipe.seed), vocab)
     _, eval_step = _step_fns(t5.module, None)
-    out: dict[str, dict[str, float]] = {}
-    for objective in ("span", "prefix_lm"):
-        own, other = (heldout_perplexity(eval_step, t5.params, stream, recipe,
-                                         t5.config.vocab_size, objective, batches,
-                                         other_inputs=swap) for swap in (False, True))
-        out[objective] = {"perplexity": own, "perplexity_other_example_input": other,
-                          "nats_from_encoder": math.log(other / own)}
+    out = encoder_reliance(eval_step, t5.params, stream, recipe, t5.config.vocab_size, batches)
     return {"path": str(path), "recipe_key": made.get("recipe_key"), "batches": batches,
             "batch_size": recipe.batch_size, "heldout": out}
 
