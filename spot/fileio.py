@@ -153,6 +153,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether `a` and `b` name one file: the same inode (hard links included) when both
+    exist, else the same path once symlinks and `..` are resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def confined_path(root: str | os.PathLike, *parts: str) -> Path:
     """Join `parts` under `root`, refusing any result that escapes `root`.
 

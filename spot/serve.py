@@ -173,6 +173,26 @@ def parse_requests(path: Path, *, t5: T5, prompt_path: str | None, library_root:
     return out, prompts, errors
 
 
+def check_output_spares_inputs(output: str | Path, inputs: dict[str, Sequence[Any]]) -> None:
+    """Refuse an output file that is one of the run's inputs ({flag: paths}), after resolving
+    links, or that lies inside an input folder (a prompt library)."""
+    import os
+
+    from spot.fileio import same_file
+
+    out_real = Path(os.path.realpath(output))
+    for flag, paths in inputs.items():
+        for given in paths:
+            if not given:
+                continue
+            if same_file(output, given):
+                raise DataError(f"--output {output} is the same file as {flag} {given}; "
+                                "write the predictions to another file")
+            if Path(given).is_dir() and Path(os.path.realpath(given)) in out_real.parents:
+                raise DataError(f"--output {output} lies inside {flag} {given}; write the "
+                                "predictions outside it")
+
+
 def predict_jsonl(t5: T5, vocab: Any, input_path: Path, out: IO[str], *,
                   prompt_path: str | None = None, library_root: str | None = None,
                   default_task: str | None = None, input_length: int = 512,

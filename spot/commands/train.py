@@ -201,21 +201,25 @@ def eval_cmd(task, prompt_path, model, checkpoint, vocab, split, input_length, t
 def predict_cmd(prompt_path, library_root, input_path, output_path, task, model, checkpoint,
                 vocab, input_length, max_length, batch_size, on_error, task_files):
     """Predict for every JSONL line, in input order; lines of several tasks share batches."""
-    from spot.serve import predict_jsonl
+    import contextlib
+
+    from spot.fileio import atomic_open
+    from spot.serve import check_output_spares_inputs, predict_jsonl
 
     if bool(prompt_path) == bool(library_root):
         raise click.UsageError("give exactly one of --prompt or --library")
+    if output_path:
+        check_output_spares_inputs(output_path, {"--input": [input_path], "--prompt": [prompt_path],
+                                                 "--vocab": [vocab], "--task-file": task_files,
+                                                 "--library": [library_root]})
     t5, vocab_obj, _ = _load_for_inference(model, checkpoint, vocab, task_files)
-    out = open(output_path, "w", encoding="utf-8") if output_path else sys.stdout  # noqa: SIM115
-    try:
+    # A file output appears only once every line is predicted (a failed run keeps the old one).
+    with atomic_open(output_path, "w") if output_path else contextlib.nullcontext(sys.stdout) as out:
         report = predict_jsonl(t5, vocab_obj, Path(input_path), out, prompt_path=prompt_path,
                                library_root=library_root, default_task=task,
                                input_length=input_length, max_length=max_length,
                                batch_size=batch_size, on_error=on_error,
                                warn=lambda s: click.echo(s, err=True))
-    finally:
-        if output_path:
-            out.close()
     click.echo(f"{report['written']} predictions, {report['skipped']} lines skipped", err=True)
     if report["skipped"] and on_error == "stop":
         sys.exit(1)
