@@ -60,7 +60,10 @@ def retrieve(target, k, metric, embedding, write_init, strategy, as_json, librar
     """Rank the library's source tasks for a target by task-embedding similarity."""
     from spot.library.store import PromptLibrary
     from spot.model.prompt_files import save_prompt
+    from spot.retrieval.similarity import check_k
     from spot.retrieval.strategies import ranked_sources, weighted_average
+
+    check_k(k)
 
     library = PromptLibrary(library_root, create=False)
     if dry_run:
@@ -114,8 +117,10 @@ def transfer(target, strategy, k, metric, embedding, library_root, dry_run, **fl
     from spot.model.prompt_files import save_prompt
     from spot.retrieval.strategies import (best_of_top_k, mixture_of, ranked_sources,
                                            weighted_average)
+    from spot.retrieval.similarity import check_k
     from spot.train.run import train
 
+    check_k(k)
     base = build_config(task=target, default_init="class_labels", **flags)
     if dry_run:
         click.echo(base.to_json())
@@ -221,12 +226,14 @@ def affinity_rank(scorer_path, embedding, target, k, library_root):
     from spot.library.store import PromptLibrary
     from spot.model.prompt_files import load_prompt
     from spot.retrieval.affinity import AffinityScorer
+    from spot.retrieval.similarity import check_k
 
+    check_k(k, allow_none=True)
     library = PromptLibrary(library_root, create=False)
     scorer = AffinityScorer.load(scorer_path)
     pool = {t: runs for t, runs in _embeddings_by_task(library).items() if t != target}
     scores = scorer.score_pool([load_prompt(embedding)], pool)
-    ranked = sorted(scores.items(), key=lambda ts: (-ts[1], ts[0]))[: k or None]
+    ranked = sorted(scores.items(), key=lambda ts: (-ts[1], ts[0]))[:k]
     click.echo(f"{'rank':>4}  {'source task':<32} predicted gain")
     for i, (t, s) in enumerate(ranked):
         click.echo(f"{i + 1:>4}  {t:<32} {s:+.3f}")

@@ -622,8 +622,7 @@ class PromptLibrary:
         sim.check_metric(metric)
         if by not in ("entry", "task"):
             raise ConfigError(f"by must be 'entry' or 'task', got {by!r}")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
-            raise ConfigError(f"k must be a positive integer or None, got {k!r}")
+        k = sim.check_k(k, allow_none=True)
         queries = _query_runs(embedding)
         q_summ = [sim.summarize(q, f"query embedding {i}") for i, q in enumerate(queries)]
         if len({q.width for q in q_summ}) > 1:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from spot.errors import ConfigError, LibraryError
-from spot.retrieval.similarity import SUMMARY_METRICS, check_metric, similarity
+from spot.retrieval.similarity import SUMMARY_METRICS, check_k, check_metric, similarity
 
 BENCH_MODEL = "benchmark"
 _TASKS = 1000
@@ -73,6 +73,7 @@ def benchmark_rank(root: str | None, *, entries: int = 100_000, emb_dim: int = 7
     from spot.library.store import PromptLibrary
 
     check_metric(metric)
+    check_k(k)
     if metric not in SUMMARY_METRICS:
         raise ConfigError(f"benchmark_rank times the cheap metrics ({', '.join(SUMMARY_METRICS)}); "
                           f"{metric} costs O(L^2 E) per entry and needs full-length keys")

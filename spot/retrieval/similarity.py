@@ -46,6 +46,18 @@ def check_metric(metric: str) -> str:
     return metric
 
 
+def check_k(k: object, *, allow_none: bool = False) -> int | None:
+    """How many sources (or entries) to keep: a positive integer (None = all, where allowed).
+
+    The one validator behind `PromptLibrary.rank`, `ranked_sources` and every CLI `--k`.
+    """
+    if k is None and allow_none:
+        return None
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
 def as_embedding(x: object, name: str = "embedding") -> np.ndarray:
     """Validate a task embedding and return it as a C-contiguous float64 [L, E] array."""
     try:

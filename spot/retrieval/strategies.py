@@ -60,6 +60,9 @@ def best_of_top_k(sources: Sequence[str], train_from: Callable[[str], float]
 def ranked_sources(library: Any, target_embedding: Any, *, metric: str, k: int,
                    exclude: Sequence[str] = ()) -> list[tuple[str, float]]:
     """Top-k source tasks by task-level similarity, leaving out the target itself."""
+    from spot.retrieval.similarity import check_k
+
+    k = check_k(k)
     ranked = library.rank(target_embedding, metric=metric, k=None, by="task")
     out = [(t, float(s)) for t, s in ranked if t not in set(exclude)]
     if k > len(out):
