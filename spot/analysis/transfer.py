@@ -2,7 +2,8 @@
 
 A results table is a CSV with columns ``source,target,seed,score`` (extra columns are
 ignored); ``source == "none"`` marks prompt tuning from scratch, the baseline. Scores are
-on a 0-100 scale. For each (source, target) the seeds are averaged, then
+on a 0-100 scale (correlation metrics may dip below 0, down to -100); others are refused.
+For each (source, target) the seeds are averaged, then
 
     relative error reduction = (mean transfer - mean baseline) / (100 - mean baseline) x 100.
 """
@@ -24,6 +25,8 @@ from spot.errors import DataError
 BASELINE = "none"
 RESULT_COLUMNS = ("source", "target", "seed", "score")
 SIMILARITY_COLUMNS = ("metric", "source", "target", "similarity")
+# Scores are percentages; correlation metrics (mcc, pearson, spearman) x 100 reach -100.
+SCORE_MIN, SCORE_MAX = -100.0, 100.0
 
 Similarities = Mapping[str, Mapping[tuple[str, str], float]]
 
@@ -97,6 +100,9 @@ def read_results(path: str | os.PathLike) -> list[Row]:
         except ValueError:
             raise DataError(f"{path}:{line}: column 'seed' must be an integer, got {rec['seed']!r}") from None
         score = _number(path, line, "score", rec["score"])
+        if not SCORE_MIN <= score <= SCORE_MAX:
+            raise DataError(f"{path}:{line}: column 'score' is {rec['score']!r}, off the 0-100 scale "
+                            f"(scores lie in [{SCORE_MIN:g}, {SCORE_MAX:g}]; correlations can be negative)")
         key = (source, target, seed)
         if key in seen:
             raise DataError(f"{path}:{line}: duplicate result for source {source!r}, target {target!r}, "
