@@ -292,7 +292,8 @@ def _register(spec: _Spec, examples: dict[str, list[dict]], digest: str, locatio
         metrics=spec.metrics, label_words=spec.label_words,
         description=spec.description or f"user task from {location}", source="file",
         num_examples={s: len(v) for s, v in examples.items()},
-        available=lambda: all(p.is_file() for p in sources), location=location)
+        available=lambda: all(p.is_file() for p in sources), location=location,
+        content_key=digest)
     return spec.name
 
 

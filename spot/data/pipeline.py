@@ -32,7 +32,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from spot.data import registry, scoring, sources
+from spot.data import registry, scoring
 from spot.data.vocab import vocab_key
 from spot.errors import DataError
 from spot.fileio import atomic_open
@@ -163,22 +163,12 @@ def _cache_key(task: str, split: str, vocab: Any) -> str | None:
     vocab_digest = _vocab_digest(vocab)
     if vocab_digest is None:
         return None
-    backend = info._backend
-    if info.source == "tfds":
-        d = backend.d
-        parts = d.parts.get(split, ())
-        stamps = []
-        for name, _ in parts:
-            f = sources.prepared_dir(name) / "dataset_info.json"
-            st = f.stat()
-            stamps.append((name, st.st_size, st.st_mtime_ns))
-        data = (parts, d.cap, tuple(stamps))
-    else:
-        path = backend.path(split)
-        if path is None:
-            return None
-        st = path.stat()
-        data = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    # Each backend says what its split depends on: prepared TFDS stamps, a built-in task's
+    # file stamp, or a user task file's content digest; None means "do not cache".
+    identity = getattr(info._backend, "cache_identity", None)
+    data = identity(split) if identity is not None else None
+    if data is None:
+        return None
     blob = repr((FORMAT_VERSION, task, split, data, vocab_digest))
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

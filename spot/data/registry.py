@@ -117,6 +117,16 @@ class _TfdsBackend:
         names = sorted({n for parts in self.d.parts.values() for n, _ in parts})
         return "TFDS " + ", ".join(names)
 
+    def cache_identity(self, split: str) -> tuple | None:
+        """What the split's examples depend on (for the on-disk token cache): the TFDS
+        parts, the cap and each prepared dataset's info file stamp."""
+        parts = self.d.parts.get(split, ())
+        stamps = []
+        for name, _ in parts:
+            st = (sources.prepared_dir(name) / "dataset_info.json").stat()
+            stamps.append((name, st.st_size, st.st_mtime_ns))
+        return (parts, self.d.cap, tuple(stamps))
+
     def iter_examples(self, split: str, download: bool) -> Iterator[dict]:
         cap = self.d.cap if split == "train" else None
         read = 0
@@ -168,6 +178,14 @@ class _FileBackend:
         return (f"{data_dir() / self.d.name}/{{{','.join(self.d.splits)}}}.jsonl|tsv|csv "
                 f"with columns {', '.join(self.d.columns)}")
 
+    def cache_identity(self, split: str) -> tuple | None:
+        """The split's file, size and mtime (for the on-disk token cache)."""
+        path = self.path(split)
+        if path is None:
+            return None
+        st = path.stat()
+        return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+
     def _rows(self, split: str, path: Path) -> Iterator[dict]:
         from spot.data.local import read_table
 
@@ -197,8 +215,9 @@ class _TextBackend:
 
     def __init__(self, name: str, load_split: Callable[[str], list[dict[str, str]]],
                  sizes: Mapping[str, int] | None, location: str,
-                 available: Callable[[], bool] | None):
+                 available: Callable[[], bool] | None, content_key: str | None = None):
         self.name = name
+        self.content_key = content_key
         self.load_split = load_split
         self.sizes = dict(sizes) if sizes else None
         self._location = location
@@ -217,6 +236,11 @@ class _TextBackend:
 
     def location(self) -> str:
         return self._location
+
+    def cache_identity(self, split: str) -> tuple | None:
+        """Set only when the registrant names its content (a user task file's digest);
+        generated examples are not cached on disk."""
+        return None if self.content_key is None else ("text", self.content_key)
 
     def iter_examples(self, split: str, download: bool) -> Iterator[dict]:
         rows = self.load_split(split)
@@ -293,14 +317,15 @@ def register_text_task(name: str, *, family: str,
                        source: str = "offline", num_examples: Mapping[str, int] | None = None,
                        postprocessor: str | None = None,
                        available: Callable[[], bool] | None = None,
-                       location: str | None = None) -> None:
+                       location: str | None = None, content_key: str | None = None) -> None:
     """Register a task whose examples are already text: `load_split(split)` returns dicts
     with `inputs` and `targets` (optionally `id` and metric fields such as `answers`).
 
     `label_words` declares a closed label set (rank classification at evaluation; the binary
     `f1` metric takes the second word as the positive class). Metric names are those of
     `spot.data.scoring.METRICS`. Re-registering an identical spec is a no-op; a different
-    spec under a taken name is a `DataError`.
+    spec under a taken name is a `DataError`. `content_key`, a digest of everything the
+    examples depend on (files and spec), lets the pipeline cache their tokens on disk.
     """
     _check_name(name)
     if source not in SOURCES or source == "mixture":
@@ -318,7 +343,7 @@ def register_text_task(name: str, *, family: str,
         label_words=words, source=source, description=description, splits=tuple(splits),
         postprocessor=post,
         _backend=_TextBackend(name, load_split, sizes, location or f"{source} task (generated)",
-                              available))
+                              available, content_key))
     fingerprint = ("text", family, tuple(splits), mets, words, description, source,
                    tuple(sorted(sizes.items())) if sizes else None, post,
                    _callable_key(load_split))
