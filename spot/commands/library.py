@@ -111,14 +111,34 @@ def list_cmd(task, model, as_json, root) -> None:
 @click.argument("entry_id")
 @_root_option
 def show_cmd(entry_id, root) -> None:
-    """Everything about one entry (id or unique prefix), as JSON."""
+    """Everything about one entry (id or unique prefix), as JSON.
+
+    Its arrays are read and checked too: a missing or corrupt file is listed under
+    `problems` (the metadata is still shown) and the command exits with status 2.
+    """
+    from spot.errors import LibraryError
+
+    problems = []
     with _open(root) as lib:
         entry = lib.get(entry_id)
         info = entry.to_dict()
-        prompt = lib.load_prompt(entry)
-        info["prompt_stats"] = {"mean": float(prompt.mean()), "std": float(prompt.std()),
-                                "min": float(prompt.min()), "max": float(prompt.max())}
+        info["prompt_stats"] = None
+        try:
+            prompt = lib.load_prompt(entry)
+            info["prompt_stats"] = {"mean": float(prompt.mean()), "std": float(prompt.std()),
+                                    "min": float(prompt.min()), "max": float(prompt.max())}
+        except LibraryError as e:
+            problems.append(str(e))
+        if entry.kind == "embedding":  # otherwise the prompt is its own key
+            try:
+                lib.load_embedding(entry)
+            except LibraryError as e:
+                problems.append(str(e))
+    if problems:
+        info["problems"] = problems
     click.echo(json.dumps(info, indent=2, sort_keys=True))
+    if problems:
+        raise LibraryError("; ".join(problems))
 
 
 @library.command("remove")

@@ -46,6 +46,7 @@ FORMAT_VERSION = 1
 _MANIFEST = "library.json"
 _INDEX = "index.sqlite"
 _ARRAYS = "arrays"
+_MIN_PREFIX = 4  # shortest id prefix `get` accepts, so a typo cannot pick an entry
 _ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _BUSY_TIMEOUT_MS = 120_000
 _KINDS = ("prompt", "embedding")
@@ -484,16 +485,30 @@ class PromptLibrary:
         return [t for (t,) in self._conn.execute("SELECT DISTINCT task FROM entries ORDER BY task")]
 
     def get(self, entry: Entry | str) -> Entry:
-        """Look up an entry by id (a unique prefix of at least 4 characters also works)."""
-        entry_id = entry.id if isinstance(entry, Entry) else str(entry)
-        if not re.fullmatch(r"[0-9a-f]{4,16}", entry_id):
+        """Look up an entry by id (a unique prefix of at least 4 characters also works).
+
+        An ambiguous or too short prefix is refused with the entries it matches listed.
+        """
+        entry_id = entry.id if isinstance(entry, Entry) else str(entry).lower()
+        if not re.fullmatch(r"[0-9a-f]{1,16}", entry_id):
             raise LibraryError(f"no entry {entry_id!r} in {self.root} (ids are 16 hex characters)")
-        rows = self._conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id >= ? AND id < ? LIMIT 2",
-                                  (entry_id, entry_id + "g")).fetchall()
-        if len(rows) != 1 or (len(entry_id) == 16 and rows[0][1] != entry_id):
-            what = "no entry" if not rows else "ambiguous entry id"
-            raise LibraryError(f"{what} {entry_id!r} in {self.root}")
-        return _entry_from_row(rows[0])
+        shown = 10
+        rows = self._conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id >= ? AND id < ? "
+                                  f"ORDER BY id LIMIT {shown + 1}", (entry_id, entry_id + "g")).fetchall()
+        if len(entry_id) == 16:
+            rows = [r for r in rows if r[1] == entry_id]
+        if not rows:
+            raise LibraryError(f"no entry {entry_id!r} in {self.root}")
+        if len(rows) == 1 and len(entry_id) >= _MIN_PREFIX:
+            return _entry_from_row(rows[0])
+        found = [_entry_from_row(r) for r in rows[:shown]]
+        listed = ", ".join(f"{e.id} ({e.task} run {e.run})" for e in found)
+        if len(rows) > shown:
+            listed += ", ..."
+        if len(rows) == 1:
+            raise LibraryError(f"entry id prefix {entry_id!r} is too short: give at least "
+                               f"{_MIN_PREFIX} characters (it matches {listed})")
+        raise LibraryError(f"ambiguous entry id {entry_id!r} in {self.root}: it matches {listed}")
 
     def _hashes(self, entry_id: str) -> tuple[str, str]:
         row = self._conn.execute("SELECT prompt_sha256, key_sha256 FROM entries WHERE id = ?", (entry_id,)).fetchone()
