@@ -3,8 +3,9 @@
 Design (and its costs):
 * Each (task, split, vocabulary) is read and tokenized once into a flat token array with
   offsets (uint16 when the vocabulary fits), kept in host memory for the process and, for
-  prepared TFDS data and built-in file tasks, in an on-disk cache
-  (~/.cache/spot/tokens; SPOT_CACHE_DIR moves it, SPOT_TOKEN_CACHE=0 turns it off).
+  prepared TFDS data, built-in file tasks and user task files, in an on-disk cache
+  (<cache root>/tokens, the root of `spot.data.offline.vocab.cache_root`: $SPOT_CACHE,
+  else $XDG_CACHE_HOME/spot, else ~/.cache/spot; SPOT_TOKEN_CACHE=0 turns it off).
   Reading is O(split size); everything after is indexing.
 * The training stream is a pure function of (seed, batch index): a task's stream visits a
   fresh permutation of its examples every epoch (permutation e is drawn from
@@ -137,7 +138,8 @@ def _build_store(task: str, split: str, vocab: Any) -> TokenStore:
 # ---------------------------------------------------------------------------------------
 # On-disk token cache: tokenizing a corpus-scale split takes minutes, and every process of
 # a study grid would repeat it. Only data that cannot change under the same key are cached:
-# prepared TFDS datasets and the built-in local-file tasks (keyed by file size and mtime).
+# prepared TFDS datasets, the built-in local-file tasks (keyed by file size and mtime) and
+# user task files (keyed by their content digest).
 
 FORMAT_VERSION = 1  # bump when a formatter's output changes
 
@@ -145,8 +147,9 @@ FORMAT_VERSION = 1  # bump when a formatter's output changes
 def cache_dir() -> Path | None:
     if os.environ.get("SPOT_TOKEN_CACHE", "1").lower() in ("0", "false", "no"):
         return None
-    root = os.environ.get("SPOT_CACHE_DIR") or Path.home() / ".cache" / "spot"
-    return Path(root) / "tokens"
+    from spot.data.offline.vocab import cache_root
+
+    return cache_root() / "tokens"
 
 
 def _vocab_digest(vocab: Any) -> str | None:

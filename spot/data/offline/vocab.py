@@ -34,9 +34,17 @@ PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 
 
 def cache_root() -> Path:
-    """$SPOT_CACHE, else $XDG_CACHE_HOME/spot, else ~/.cache/spot."""
-    if os.environ.get("SPOT_CACHE"):
-        return Path(os.environ["SPOT_CACHE"])
+    """The one folder for everything spot caches (token arrays, this vocabulary, the embedded
+    backbone, XLA's compilation cache): $SPOT_CACHE (or its older name $SPOT_CACHE_DIR),
+    else $XDG_CACHE_HOME/spot, else ~/.cache/spot."""
+    from spot.errors import ConfigError
+
+    named = {v: os.environ[v] for v in ("SPOT_CACHE", "SPOT_CACHE_DIR") if os.environ.get(v)}
+    if len(named) == 2 and Path(named["SPOT_CACHE"]) != Path(named["SPOT_CACHE_DIR"]):
+        raise ConfigError(f"SPOT_CACHE ({named['SPOT_CACHE']}) and SPOT_CACHE_DIR "
+                          f"({named['SPOT_CACHE_DIR']}) name different cache folders; set one")
+    if named:
+        return Path(next(iter(named.values())))
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "spot"
 
