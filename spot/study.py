@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -69,23 +70,33 @@ def owns(cell: Cell, shard: tuple[int, int]) -> bool:
     return int.from_bytes(digest[:8], "big") % shard[1] == shard[0]
 
 
+def _complete_bytes(path: Path) -> bytes:
+    """The file up to its last newline: a line a crash cut short is not a row."""
+    data = path.read_bytes()
+    return data[: data.rfind(b"\n") + 1]
+
+
 def read_rows(out: Path) -> list[dict[str, str]]:
     """Every finished row of every shard (a torn last line from a crash is ignored)."""
     rows = []
     for path in sorted((out / "results").glob("shard-*.csv")):
-        with open(path, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                if all(row.get(k) not in (None, "") for k in FIELDS):
-                    rows.append(row)
+        text = _complete_bytes(path).decode("utf-8")
+        for row in csv.DictReader(io.StringIO(text, newline="")):
+            if all(row.get(k) not in (None, "") for k in FIELDS):
+                rows.append(row)
     return rows
 
 
 def _append_row(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
+    """Append one row (fsynced). A torn last line left by a crash is cut off first, so it
+    neither runs into the new row nor ever reads as a finished one."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    keep = len(_complete_bytes(path)) if path.exists() else 0
+    if path.exists() and keep != path.stat().st_size:
+        os.truncate(path, keep)
     with open(path, "a", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
+        if keep == 0:
             w.writeheader()
         w.writerow({k: row[k] for k in FIELDS})
         f.flush()
