@@ -394,10 +394,38 @@ class EvalSet:
         return len(self.targets)
 
 
+def eval_examples(info: registry.TaskInfo, split: str, max_examples: int | None) -> list[dict]:
+    """The examples a capped evaluation scores: the whole split, or `max_examples` of it.
+
+    For a closed-label task (label words set) the cap takes the classes in equal shares (the
+    first examples of each class, in split order; the remainder goes to the classes met first),
+    so its majority baseline is that of the split and not of whatever order the split's head
+    happens to have; a class with too few examples leaves its share to the others. Other
+    tasks keep the first `max_examples`."""
+    if max_examples is None or not info.label_words:
+        return list(itertools.islice(info.iter_examples(split), max_examples))
+    cap = int(max_examples)
+    rows = list(info.iter_examples(split))
+    if len(rows) <= cap:
+        return rows
+    by_class: dict[str, list[int]] = {}
+    for i, e in enumerate(rows):
+        by_class.setdefault(str(e["targets"]), []).append(i)
+    queues = list(by_class.values())
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < cap:  # round robin: one example of each class per round
+        for q in queues:
+            if depth < len(q) and len(chosen) < cap:
+                chosen.append(q[depth])
+        depth += 1
+    return [rows[i] for i in sorted(chosen)]
+
+
 def eval_set(name: str, *, vocab: Any, split: str = "validation", input_length: int,
              target_length: int, max_examples: int | None = None) -> EvalSet:
-    """A single task's split (its first `max_examples`), tokenized, with the raw fields
-    its metrics need and the label words tokenized for rank classification."""
+    """A single task's split (or `max_examples` of it, see `eval_examples`), tokenized, with
+    the raw fields its metrics need and the label words tokenized for rank classification."""
     _check_positive(input_length=input_length, target_length=target_length)
     info = registry.get(name)
     if info.is_mixture:
@@ -405,7 +433,7 @@ def eval_set(name: str, *, vocab: Any, split: str = "validation", input_length: 
                         f"({', '.join(info.members)}) one at a time")
     if max_examples is not None and int(max_examples) < 1:
         raise DataError(f"max_examples must be positive, got {max_examples}")
-    examples = list(itertools.islice(info.iter_examples(split), max_examples))
+    examples = eval_examples(info, split, max_examples)
     if not examples:
         raise DataError(f"task {name} has no examples in split {split!r} ({info.location()})")
     eos = eos_id(vocab)
