@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from spot.errors import ConfigError, DataError, PromptError
-from spot.fileio import atomic_write_bytes, atomic_write_text
+from spot.fileio import finish_files, replace_dir, temp_dir_for
 
 FORMAT = "spot-affinity"
 VERSION = 1
@@ -44,8 +46,16 @@ class AffinityConfig:
     def __post_init__(self) -> None:
         if self.variant not in ("light", "encoder"):
             raise ConfigError(f"affinity variant must be light or encoder, got {self.variant!r}")
-        if self.beta <= 0:
-            raise ConfigError("smooth-L1 beta must be positive")
+        if not math.isfinite(self.beta) or self.beta <= 0:
+            raise ConfigError(f"smooth-L1 beta must be a positive number, got {self.beta}")
+        for name in ("hidden", "steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"affinity {name} must be a positive integer, got {value!r}")
+        for name in ("learning_rate", "encoder_learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"affinity {name} must be a finite number >= 0, got {value}")
 
 
 def smooth_l1(pred, target, beta: float):
@@ -225,20 +235,33 @@ class AffinityScorer:
         flat = {"/".join(str(getattr(k, "key", k)) for k in kp): np.asarray(v)
                 for kp, v in jax.tree_util.tree_flatten_with_path(self.params)[0]
                 if str(getattr(kp[0], "key", "")) == "head"}
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path / "head.safetensors", save(flat))
         meta = {"format": FORMAT, "version": VERSION, "config": dataclasses.asdict(self.config),
                 "scale": self.scale}
-        if self.config.variant == "encoder":
-            from spot.model.checkpoints import save_native
+        meta_text = json.dumps(meta, indent=2)
+        path = Path(path)
+        if path.exists() and not (path.is_dir() and ((path / "affinity.json").is_file()
+                                                     or not any(path.iterdir()))):
+            raise DataError(f"{path}: exists and is not an affinity scorer folder; refusing to "
+                            "replace it")
+        # Assembled in a temporary sibling and renamed into place: a failure never leaves a
+        # new head beside an old affinity.json; other files in the folder are kept.
+        tmp = temp_dir_for(path)
+        try:
+            (tmp / "head.safetensors").write_bytes(save(flat))
+            (tmp / "affinity.json").write_text(meta_text, encoding="utf-8")
+            finish_files(tmp, ("head.safetensors", "affinity.json"))
+            if self.config.variant == "encoder":
+                from spot.model.checkpoints import save_native
 
-            save_native(path / "encoder", self.t5.config,
-                        {**jax.tree_util.tree_map(np.asarray, self.t5.params),
-                         "encoder": jax.tree_util.tree_map(np.asarray, self.params["encoder"]),
-                         "token_embedder": jax.tree_util.tree_map(
-                             np.asarray, self.params["token_embedder"])})
-        atomic_write_text(path / "affinity.json", json.dumps(meta, indent=2))
+                save_native(tmp / "encoder", self.t5.config,
+                            {**jax.tree_util.tree_map(np.asarray, self.t5.params),
+                             "encoder": jax.tree_util.tree_map(np.asarray, self.params["encoder"]),
+                             "token_embedder": jax.tree_util.tree_map(
+                                 np.asarray, self.params["token_embedder"])})
+            replace_dir(tmp, path, owned=("head.safetensors", "affinity.json", "encoder"))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return path
 
     @classmethod
