@@ -541,6 +541,10 @@ class PromptLibrary:
 
         if which not in ("prompt", "embedding"):
             raise ConfigError(f"which must be 'prompt' or 'embedding', got {which!r}")
+        out_real = Path(os.path.realpath(out))
+        root_real = self.root.resolve()
+        if out_real == root_real or root_real in out_real.parents:
+            raise LibraryError(f"{out} is inside the library {self.root}; export outside it")
         e = self.get(entry)
         arr = self.load_prompt(e) if which == "prompt" else self.load_embedding(e)
         return save_prompt(out, arr, metadata={"library": str(self.root), "which": which, **e.to_dict()})
