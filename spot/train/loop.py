@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import queue
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -71,12 +72,39 @@ def _flat_config(cfg: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_RUN_SECTIONS = frozenset(f.name for f in dataclasses.fields(RunConfig))
+# Files that mark a model checkpoint (native, HF, t5x), never a run folder's top level.
+_MODEL_FILES = ("params.safetensors", "model.safetensors", "flax_model.msgpack",
+                "pytorch_model.bin", "checkpoint", "manifest.ocdbt")
+
+
+def _not_a_run(out_dir: Path, why: str) -> ConfigError:
+    return ConfigError(f"{out_dir} is not a run folder ({why}); choose another --out "
+                       f"(train.out_dir)")
+
+
 def check_resumable(out_dir: Path, config: RunConfig) -> None:
-    """Refuse to resume a run folder whose saved config differs in anything that matters."""
+    """Refuse a folder that is not a run (a model checkpoint, say), and a run folder whose
+    saved config differs in anything that matters."""
+    out_dir = Path(out_dir)
     saved_path = out_dir / "config.json"
     if not saved_path.exists():
+        found = [n for n in _MODEL_FILES if (out_dir / n).exists()]
+        if found:
+            raise _not_a_run(out_dir, f"it holds {found[0]}, a model checkpoint's file")
         return
-    saved = _flat_config(json.loads(saved_path.read_text(encoding="utf-8")))
+    try:
+        raw = json.loads(saved_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{saved_path} is not valid JSON ({e}), so {out_dir} cannot be "
+                          f"resumed; choose another --out (train.out_dir)") from None
+    if (not isinstance(raw, dict) or not _RUN_SECTIONS <= set(raw)
+            or not all(isinstance(raw[s], dict) for s in _RUN_SECTIONS)):
+        what = ("a model checkpoint's config" if isinstance(raw, dict) and
+                any(k in raw for k in ("format", "d_model", "emb_dim", "model_type",
+                                       "vocab_size")) else "not a spot run config")
+        raise _not_a_run(out_dir, f"its config.json is {what}")
+    saved = _flat_config(raw)
     now = _flat_config(json.loads(config.to_json()))
     diffs = [k for k in sorted(set(saved) | set(now))
              if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
@@ -85,6 +113,23 @@ def check_resumable(out_dir: Path, config: RunConfig) -> None:
         raise ConfigError(
             f"{out_dir} holds a run with a different config ({detail}); resume it with the "
             f"same settings or choose another --out")
+
+
+def remove_partial_checkpoints(checkpoints: Path, log: Callable[[str], None]) -> list[Path]:
+    """Delete the temporary folders of checkpoint saves that never finished (a kill during
+    a save leaves `<step>.orbax-checkpoint-tmp-*`); a run folder belongs to one process, so
+    none of them can still be in progress. Logs each one; returns what was removed."""
+    if not checkpoints.is_dir():
+        return []
+    removed = []
+    for stale in sorted(checkpoints.glob("*.orbax-checkpoint-tmp*")):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
+        log(f"removed a partial checkpoint left by an interrupted save: {stale}")
+        removed.append(stale)
+    return removed
 
 
 class _Prefetcher:
@@ -199,6 +244,7 @@ def run_loop(config: RunConfig, *, out_dir: Path, module, frozen: dict, initial_
     out_dir.mkdir(parents=True, exist_ok=True)
     check_resumable(out_dir, config)
     atomic_write_text(out_dir / "config.json", config.to_json() + "\n")
+    remove_partial_checkpoints(out_dir / "checkpoints", log)
     prompts_dir = out_dir / "prompts"
     model_tuning = t_cfg.mode == "model"
 

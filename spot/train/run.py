@@ -141,7 +141,7 @@ def train(config: RunConfig, *, t5: T5 | None = None, vocab: Any = None,
     from spot.data import pipeline, registry
     from spot.data.local import register_task_file
     from spot.train.evaluate import make_evaluator
-    from spot.train.loop import run_loop
+    from spot.train.loop import check_resumable, run_loop
     from spot.train.sharding import maybe_initialize_distributed
 
     config = validate(config)
@@ -150,13 +150,14 @@ def train(config: RunConfig, *, t5: T5 | None = None, vocab: Any = None,
         register_task_file(f)
     info = registry.get(config.task_or_mixture)
     members = list(info.members)
+    out_dir = Path(config.train.out_dir) if config.train.out_dir else default_out_dir(config)
+    check_resumable(out_dir, config)  # a wrong --out fails before the model loads
     if t5 is None:
         t5 = build_model(config)
     check_init_prompt(config, t5.config.emb_dim)
     if vocab is None:
         vocab = resolve_vocab(config)
     d = config.data
-    out_dir = Path(config.train.out_dir) if config.train.out_dir else default_out_dir(config)
 
     def batches(start_step: int):
         return pipeline.train_batches(
