@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,31 @@ class LocalDir:
         return {"driver": "file", "path": str(confined_path(self.path, name)) + "/"}
 
 
+def remote_timeout() -> float:
+    """Seconds a remote store may take to answer one request ($SPOT_REMOTE_TIMEOUT, 60)."""
+    raw = os.environ.get("SPOT_REMOTE_TIMEOUT", "").strip() or "60"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise CheckpointError(f"SPOT_REMOTE_TIMEOUT must be a positive number of seconds, "
+                              f"got {raw!r}")
+    return value
+
+
+def _wait(future, display: str, what: str):
+    """A tensorstore future's result, or a clear error once the store stops answering."""
+    seconds = remote_timeout()
+    try:
+        return future.result(timeout=seconds)
+    except TimeoutError:
+        raise CheckpointError(
+            f"{display}: no answer within {seconds:g} s while {what} (no network, or no "
+            f"credentials for this store?); copy the checkpoint to this machine and pass "
+            f"--model PATH, or raise SPOT_REMOTE_TIMEOUT") from None
+
+
 class KvStoreDir:
     """A folder inside any tensorstore kvstore (gcs in practice; `file` in tests)."""
 
@@ -136,14 +162,18 @@ class KvStoreDir:
             import tensorstore as ts
 
             try:
-                self._kv = ts.KvStore.open(self.spec).result()
+                self._kv = _wait(ts.KvStore.open(self.spec), self.display, "opening it")
+            except CheckpointError:
+                raise
             except Exception as e:  # noqa: BLE001
                 raise CheckpointError(f"{self.display}: cannot open ({e})") from None
         return self._kv
 
     def read(self, key: str) -> bytes | None:
         try:
-            result = self._store().read(key).result()
+            result = _wait(self._store().read(key), self.display, f"reading {key}")
+        except CheckpointError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"{self.display}/{key}: cannot be read ({e})") from None
         return bytes(result.value) if result.state == "value" else None
@@ -159,7 +189,9 @@ class KvStoreDir:
 
     def subdirs(self) -> list[str]:
         try:
-            keys = self._store().list().result()
+            keys = _wait(self._store().list(), self.display, "listing it")
+        except CheckpointError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"{self.display}: cannot be listed ({e})") from None
         names = set()
@@ -332,9 +364,14 @@ def read_leaves(location: LocalDir | KvStoreDir, leaves: dict[str, Any]) -> dict
             raise CheckpointError(f"{location}: parameter {name}: bad tensorstore spec ({e})"
                                   ) from None
     reads = {}
+    remote = isinstance(location, KvStoreDir)
     for name, future in pending.items():
         try:
-            reads[name] = future.result().read()
+            opened = (_wait(future, str(location), f"opening parameter {name}") if remote
+                      else future.result())
+            reads[name] = opened.read()
+        except CheckpointError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"{location}: parameter {name} cannot be opened ({e})") from None
     for name, future in reads.items():
