@@ -324,6 +324,17 @@ def heldout_perplexity(eval_step, params, stream: np.ndarray, recipe: BackboneRe
     return float(math.exp(total / max(count, 1.0)))
 
 
+OBJECTIVE_FIELDS = ("window", "input_length", "span_target_length", "prefix_target_length",
+                    "noise_density", "mean_span")
+
+
+def reference_objectives(recipe: BackboneRecipe) -> BackboneRecipe:
+    """`recipe` with the default recipe's objective settings (window, lengths, noise density,
+    mean span): recipes that train on other objectives are compared on the same held-out task."""
+    default = BackboneRecipe()
+    return dataclasses.replace(recipe, **{f: getattr(default, f) for f in OBJECTIVE_FIELDS})
+
+
 def encoder_reliance(eval_step, params, stream: np.ndarray, recipe: BackboneRecipe,
                      vocab_size: int, batches: int = 8) -> dict[str, dict[str, float]]:
     """Per objective: held-out perplexity with each example's own encoder input, with its
@@ -403,11 +414,17 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
 
     def measure(step: int) -> None:
         t0 = time.time()
-        rel = encoder_reliance(eval_step, params, heldout_stream, recipe, cfg.vocab_size,
+        # On the default recipe's objectives (comparable across recipes), and on the recipe's
+        # own ones when they differ ("own_" keys).
+        reference = reference_objectives(recipe)
+        rel = encoder_reliance(eval_step, params, heldout_stream, reference, cfg.vocab_size,
                                diagnose_batches)
+        own = {} if reference == recipe else encoder_reliance(
+            eval_step, params, heldout_stream, recipe, cfg.vocab_size, diagnose_batches)
         record({"step": step, "objective": "diagnosis", "seconds": round(time.time() - started, 1),
                 "measure_seconds": round(time.time() - t0, 2), "batches": diagnose_batches,
-                **{f"{obj}_{k}": v for obj, d in rel.items() for k, v in d.items()}})
+                **{f"{obj}_{k}": v for obj, d in rel.items() for k, v in d.items()},
+                **{f"own_{obj}_{k}": v for obj, d in own.items() for k, v in d.items()}})
 
     for step in range(total):
         objective = ("reconstruct" if step < recipe.reconstruct_steps else
