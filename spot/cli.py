@@ -2,12 +2,14 @@
 
 Each concern registers its commands in `spot/commands/<concern>.py`; those modules import
 heavy libraries (jax, tensorflow) inside the command functions so `spot --help` stays fast.
-Errors caused by user input (`SpotError`) print one clear line and exit with status 2.
+Errors caused by user input (`SpotError`) and file operations the system refuses (an
+`OSError` naming its file) print one clear line and exit with status 2.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -46,6 +48,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except SpotError as e:
         click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except OSError as e:
+        # The environment refused a file operation (permissions, a read-only or full disk):
+        # one line naming the file, like any other bad input.
+        if e.filename is None or e.strerror is None:
+            raise
+        where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+        name = os.path.basename(os.fsdecode(e.filename))
+        if e.filename2 is None and name.startswith(".") and name.endswith(".tmp"):
+            where = f"cannot write in {os.path.dirname(os.fsdecode(e.filename))}"  # atomic writes
+        click.echo(f"error: {where}: {e.strerror}", err=True)
         sys.exit(2)
     except SystemExit:
         raise

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from spot.fileio import atomic_write_text
+from spot.fileio import atomic_open, atomic_write_text
 
 
 def _default_recipe():
@@ -50,6 +50,17 @@ class DemoConfig:
     k: int = 3
     metric: str = "per_token_cosine"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Checked before the backbone build (minutes) starts, so a bad flag fails at once.
+        from spot.errors import ConfigError
+
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type in ("int", int) and (isinstance(value, bool) or not isinstance(value, int)
+                                               or value < (0 if field.name == "seed" else 1)):
+                least = "0 or more" if field.name == "seed" else "positive"
+                raise ConfigError(f"demo {field.name} must be {least}, got {value!r}")
 
 
 def fitted_input_length(name: str, vocab: Any, cap: int, multiple: int = 8) -> int:
@@ -199,11 +210,7 @@ def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[st
 
     # 5. Tables, retrieval quality, figures.
     log("[4/4] analysis")
-    results_csv = out / "results.csv"
-    with open(results_csv, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["source", "target", "seed", "score"])
-        w.writeheader()
-        w.writerows(rows)
+    results_csv = write_results_csv(out / "results.csv", rows)
     grid_rows = [r for r in rows if r["source"] != "mixture"]
     from spot.analysis.transfer import read_results
 
@@ -238,6 +245,16 @@ def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[st
     atomic_write_text(out / "summary.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out / "tables.md", render_tables(report) + "\n")
     return report
+
+
+def write_results_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """The results table (source,target,seed,score), written atomically: a crash keeps the
+    previous table of a rerun whole."""
+    with atomic_open(path, "w") as f:
+        w = csv.DictWriter(f, fieldnames=["source", "target", "seed", "score"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
 
 
 def oracle_of(grid: dict[str, float]) -> dict[str, Any]:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import click
 
 _SET_HELP = ("Change one recipe field, e.g. --set reconstruct_steps=800 (repeatable); the "
              "changed recipe is built and cached under its own key.")
+
+# Recipe fields where 0 means "none" (no warm-up phase, no dropout, decoder depth = encoder's).
+_MAY_BE_ZERO = ("reconstruct_steps", "span_steps", "prefix_lm_steps", "warmup_steps",
+                "dropout_rate", "num_decoder_layers")
 
 
 def _recipe(seed: int, sets: tuple[str, ...]):
@@ -30,6 +35,13 @@ def _recipe(seed: int, sets: tuple[str, ...]):
             changes[key] = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes")
         except ValueError:
             raise ConfigError(f"--set {key}={raw!r}: expected {kind.__name__}") from None
+        value = changes[key]
+        if kind in (int, float) and (not math.isfinite(value) or value < 0
+                                     or (value == 0 and key not in _MAY_BE_ZERO)):
+            least = ">= 0" if key in _MAY_BE_ZERO else "> 0"
+            raise ConfigError(f"--set {key}={raw!r}: must be a finite number {least}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {seed}")
     return BackboneRecipe(**changes)
 
 

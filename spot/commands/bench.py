@@ -147,7 +147,12 @@ def retrieval_cmd(root, entries, emb_dim, prompt_length, queries, metric, k, see
 def pipeline_cmd(task, vocab, batch, input_length, target_length, steps, seed, as_json):
     """Time the input pipeline (spot.data.pipeline.benchmark)."""
     from spot.data.pipeline import benchmark
+    from spot.errors import ConfigError
 
+    for name, value in (("batch", batch), ("input_length", input_length),
+                        ("target_length", target_length), ("steps", steps)):
+        if value < 1:  # checked before the vocabulary loads (T5's is fetched from GCS)
+            raise ConfigError(f"{name} must be at least 1, got {value}")
     _emit(benchmark(task, vocab=vocab, batch_size=batch, input_length=input_length,
                     target_length=target_length, steps=steps, seed=seed), as_json)
 

@@ -48,6 +48,10 @@ def export(prompt_path: str, fmt: str, out: str, base_model: str | None) -> None
             path = path.with_name(path.name + suffix)
         if path.suffix != suffix:
             raise ConfigError(f"--out {out} ends in {path.suffix} but --format is {fmt}")
+        from spot.fileio import same_file
+
+        if same_file(path, prompt_path):
+            raise ConfigError(f"--out {out} is the prompt being exported; write to another file")
         meta = load_prompt_metadata(prompt_path).get("metadata", {})
         path = save_prompt(path, arr, metadata={**meta, "exported_from": str(prompt_path)})
     click.echo(f"wrote {path} ({arr.shape[0]} x {arr.shape[1]})")

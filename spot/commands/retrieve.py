@@ -66,6 +66,16 @@ def retrieve(target, k, metric, embedding, write_init, strategy, as_json, librar
     check_k(k)
 
     library = PromptLibrary(library_root, create=False)
+    if write_init:  # never over an input: the embedding, or a file of the library
+        from spot.errors import ConfigError
+        from spot.fileio import same_file
+
+        if embedding and same_file(write_init, embedding):
+            raise ConfigError(f"--write-init {write_init} is the --embedding file; write the "
+                              "initial prompt to another file")
+        if Path(os.path.realpath(library_root)) in Path(os.path.realpath(write_init)).parents:
+            raise ConfigError(f"--write-init {write_init} lies inside --library {library_root}; "
+                              "write the initial prompt outside it")
     if dry_run:
         click.echo(build_config(task=target, default_init="class_labels", **flags).to_json())
         return

@@ -46,8 +46,13 @@ def summarize_cmd(results: str, json_out: str | None, similarities: str | None, 
                   metric: str) -> None:
     """Summarize a results CSV (source,target,seed,score; source 'none' = from scratch)."""
     from spot.analysis import transfer
-    from spot.fileio import atomic_write_text
+    from spot.errors import ConfigError
+    from spot.fileio import atomic_write_text, same_file
 
+    for flag, given in (("RESULTS", results), ("--similarities", similarities)):
+        if json_out and given and same_file(json_out, given):
+            raise ConfigError(f"--json {json_out} is the same file as {flag} {given}; write the "
+                              "summary to another file")
     rows = transfer.read_results(results)
     tasks = sorted({r.source for r in rows} | {r.target for r in rows})
     summary = transfer.summarize(rows, _similarities(similarities, library, metric, tasks))

@@ -102,9 +102,13 @@ def show(name: str, split: str, num: int, vocab: str | None, input_length: int,
     from spot.data.vocab import load_vocabulary
     from spot.errors import DataError
 
+    for flag, value in (("--num", num), ("--input-length", input_length),
+                        ("--target-length", target_length)):
+        if value < 1:
+            raise DataError(f"{flag} must be at least 1, got {value}")
     info = registry.get(name)
     members = info.members if info.is_mixture else (name,)
-    per_task = 1 if info.is_mixture else max(1, num)
+    per_task = 1 if info.is_mixture else num
     vocab_obj = load_vocabulary(vocab)
     click.echo(f"{name}: {info.description}")
     for member in members:

@@ -123,6 +123,15 @@ def train_target(task, dry_run, **flags):
     _run_training(config)
 
 
+def _at_least_one(**counts: int) -> None:
+    """Refuse a count flag below 1 before any model is loaded."""
+    from spot.errors import ConfigError
+
+    for flag, value in counts.items():
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+
+
 def _load_for_inference(model, checkpoint, vocab, task_files, dtype="auto"):
     from spot.config import RunConfig, apply_overrides
     from spot.data.local import register_task_file
@@ -163,6 +172,8 @@ def eval_cmd(task, prompt_path, model, checkpoint, vocab, split, input_length, t
     from spot.model.prompt_files import load_prompt
     from spot.train.evaluate import make_evaluator
 
+    _at_least_one(**{"--batch-size": batch_size, "--input-length": input_length,
+                     "--target-length": target_length})
     t5, vocab_obj, _ = _load_for_inference(model, checkpoint, vocab, task_files)
     prompt = validate_prompt(load_prompt(prompt_path), t5.config.emb_dim, source=prompt_path)
     es = pipeline.eval_set(task, vocab=vocab_obj, split=split, input_length=input_length,
@@ -208,6 +219,8 @@ def predict_cmd(prompt_path, library_root, input_path, output_path, task, model,
 
     if bool(prompt_path) == bool(library_root):
         raise click.UsageError("give exactly one of --prompt or --library")
+    _at_least_one(**{"--batch-size": batch_size, "--input-length": input_length,
+                     "--max-length": max_length})
     if output_path:
         check_output_spares_inputs(output_path, {"--input": [input_path], "--prompt": [prompt_path],
                                                  "--vocab": [vocab], "--task-file": task_files,

@@ -554,6 +554,8 @@ class PromptLibrary:
 
         The age guard keeps files of adds still in flight in other processes.
         """
+        if not math.isfinite(min_age_s) or min_age_s < 0:
+            raise ConfigError(f"min_age_s must be a number of seconds >= 0, got {min_age_s}")
         known = {i for (i,) in self._conn.execute("SELECT id FROM entries")}
         removed = []
         now = time.time()
