@@ -106,10 +106,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile-backend", default="inductor",
+                   help="torch.compile backend (inductor: the real one; eager/aot_eager trace "
+                        "without generating kernels, for dry runs)")
     p.add_argument("--attn-implementation", default="sdpa", choices=("sdpa", "eager"))
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.warmup < 1 or args.steps < 1:
+        p.error("--warmup and --steps must be at least 1 (warm-up holds the compilation)")
 
     import numpy as np
     import torch
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     cfg, model = build(args)
     optimizer = make_optimizer(model)
-    forward = torch.compile(model) if args.compile else model
+    forward = torch.compile(model, backend=args.compile_backend) if args.compile else model
     rng = np.random.default_rng(args.seed)
     batches = []
     for _ in range(2):
@@ -141,6 +146,10 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     for i in range(args.warmup):
         loss = step(batches[i % 2])
+        if i == 0:  # torch.compile compiles the forward and backward here
+            if cuda:
+                torch.cuda.synchronize()
+            first_step_s = time.perf_counter() - t0
     if cuda:
         torch.cuda.synchronize()
     warmup_s = time.perf_counter() - t0
@@ -187,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         "random_weights": True, "batch": args.batch, "input_length": args.input_length,
         "target_length": args.target_length, "prompt_length": args.prompt_length,
         "dtype": args.dtype, "compiled": bool(args.compile),
+        "compile_backend": args.compile_backend if args.compile else None,
         "attn_implementation": args.attn_implementation,
         "examples_per_sec": args.batch / median,
         "tokens_per_sec": args.batch * (args.input_length + args.target_length) / median,
@@ -198,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mfu": None if peak is None else flops.total / median / peak,
         "peak_flops_per_sec": peak, "peak_memory_bytes": mem, "memory_source": mem_source,
         "device": device_name(args.device), "steps": args.steps, "warmup": args.warmup,
-        "warmup_s": warmup_s, "final_loss": final_loss, "threads": torch.get_num_threads(),
+        "warmup_s": warmup_s, "first_step_s": first_step_s, "final_loss": final_loss, "threads": torch.get_num_threads(),
         "torch": torch.__version__, "transformers": transformers.__version__,
         "peft": peft.__version__, "cpu_count": os.cpu_count(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

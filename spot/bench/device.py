@@ -6,14 +6,20 @@ import resource
 import sys
 from typing import Any
 
+PEAK_SOURCE = ("vendor data sheets, dense matmul peak (the published 2:4-sparsity figure "
+               "halved); table in spot/bench/device.py")
+
 # Dense matmul peak per chip in FLOP/s, from vendor data sheets: (device_kind substring,
 # bfloat16 peak, float32 peak as XLA runs it by default (TF32 on NVIDIA tensor cores;
 # None where not published)). The first matching substring wins, so specific names go first.
+# H200 SXM ('NVIDIA H200'): the H200 data sheet gives 1,979 TFLOP/s BF16 Tensor Core with
+# sparsity, so 989 dense, the H100 SXM's; H200 NVL (PCIe): 1,671 with sparsity, 835 dense.
 _PEAKS: list[tuple[str, float, float | None]] = [
     ("H100 PCIe", 756e12, 378e12),
     ("H100 NVL", 835e12, 418e12),
     ("H100", 989e12, 495e12),  # SXM
-    ("H200", 989e12, 495e12),
+    ("H200 NVL", 835e12, 418e12),
+    ("H200", 989e12, 495e12),  # SXM
     ("GH200", 989e12, 495e12),
     ("A100", 312e12, 156e12),
     ("L4", 121e12, 60e12),
