@@ -11,8 +11,10 @@ For each (source, target) the seeds are averaged, then
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,22 +45,40 @@ class Row:
 def _read_csv(path: str | os.PathLike, required: Sequence[str]) -> tuple[Path, list[tuple[int, dict]]]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text: {e}") from None
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in (reader.fieldnames or [])]
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); save the "
+                        "file as UTF-8") from None
+    # newline="": only CR/LF end a row (str.splitlines would also split at U+2028 and NEL,
+    # which may sit inside a field).
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as e:
+        raise DataError(f"{path}:1: malformed CSV header: {e}") from None
     if not header:
         raise DataError(f"{path} is empty; expected a header with columns {', '.join(required)}")
     reader.fieldnames = header
     missing = [c for c in required if c not in header]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
+        raise DataError(f"{path}:1: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
     rows = []
-    for record in reader:
-        line = reader.line_num
+    records = iter(reader)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise DataError(f"{path}:{reader.line_num}: malformed CSV row: {e}") from None
+        # The record's first line (line_num is its last when a quoted field spans lines).
+        cells = [v for v in record.values() if isinstance(v, str)] + (record.get(None) or [])
+        line = reader.line_num - sum(len(re.findall(r"\r\n|\r|\n", c)) for c in cells)
         if None in record:
             raise DataError(f"{path}:{line}: more fields than the {len(header)} header columns")
         for column in required:

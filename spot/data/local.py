@@ -39,11 +39,19 @@ _PARSED: dict[str, dict[str, list[dict[str, str]]]] = {}  # digest -> split -> e
 # Reading rows
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def _decode_lines(path: Path, data: bytes) -> list[str]:
     try:
-        return data.decode("utf-8").splitlines()
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    else:
+        # Only CR/LF end a line: str.splitlines would also split at U+2028, NEL and other
+        # separators that valid JSON strings and CSV fields may hold.
+        lines = _LINE_END.split(text)
+        return lines[:-1] if lines[-1] == "" else lines
     for n, raw in enumerate(data.split(b"\n"), start=1):
         try:
             raw.decode("utf-8")
@@ -105,6 +113,8 @@ def _jsonl_rows(path: Path, lines: list[str], required: Sequence[str]) -> Iterat
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
+        except (ValueError, RecursionError) as e:  # a number too long, nesting too deep
+            raise DataError(f"{path}:{n}: not usable JSON ({e})") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{n}: expected a JSON object, found {type(obj).__name__}")
         missing = [c for c in required if c not in obj]
