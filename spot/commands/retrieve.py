@@ -34,6 +34,12 @@ def _target_embedding(target: str, embedding: str | None, flags: dict, log) -> l
     out = config.train.out_dir or f"runs/{target}-embedding-s{config.train.seed}"
     config = apply_overrides(config, {"train.steps": steps, "train.out_dir": out,
                                       "train.eval_every": steps})
+    from spot.data.local import register_task_file
+    from spot.train.preflight import preflight
+
+    for path in config.data.task_files:
+        register_task_file(path)
+    preflight(config)  # an unreachable model or missing data fail now, not minutes in
     log(f"training {target}'s task embedding ({steps} steps) in {out}")
     result = train(config, log=log)
     return [load_prompt(result.prompt_paths["embedding"])]

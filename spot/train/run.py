@@ -142,6 +142,7 @@ def train(config: RunConfig, *, t5: T5 | None = None, vocab: Any = None,
     from spot.data.local import register_task_file
     from spot.train.evaluate import make_evaluator
     from spot.train.loop import check_resumable, run_loop
+    from spot.train.preflight import preflight
     from spot.train.sharding import maybe_initialize_distributed
 
     config = validate(config)
@@ -150,8 +151,10 @@ def train(config: RunConfig, *, t5: T5 | None = None, vocab: Any = None,
         register_task_file(f)
     info = registry.get(config.task_or_mixture)
     members = list(info.members)
+    # Fail in seconds, before anything loads: model, vocabulary, data, the --out folder.
+    preflight(config, model=t5 is None, vocab=vocab is None)
     out_dir = Path(config.train.out_dir) if config.train.out_dir else default_out_dir(config)
-    check_resumable(out_dir, config)  # a wrong --out fails before the model loads
+    check_resumable(out_dir, config)
     if t5 is None:
         t5 = build_model(config)
     check_init_prompt(config, t5.config.emb_dim)
