@@ -25,10 +25,11 @@ compute, random weights (t5x init for spot, transformers init for PEFT). MFU is 
 (`spot.bench.flops`) over the dense bf16 peak of the data sheet (`spot.bench.device`); the
 matmul step gives the machine's measured ceiling beside it.
 
---tiny swaps in the test_tiny model and tiny shapes and runs on the CPU, with three
+--tiny swaps in the test_tiny model and tiny shapes and runs on the CPU, with four
 changes for speed on a busy two-core machine: torch.compile traces with the `eager` backend
 (inductor's CPU code generation takes minutes), PEFT runs on one thread, XLA:CPU skips
-its optimization passes, and the steps share a compilation cache for the run. Every step, flag and record is otherwise the same.
+its optimization passes, and the steps share a compilation cache for the run. Every step,
+flag and record is otherwise the same.
 """
 
 from __future__ import annotations
@@ -372,7 +373,8 @@ def summarize(records: list[dict[str, Any]], env: dict[str, Any], tiny: bool) ->
             return None
         keys = ("model", "batch", "attention_impl", "remat", "scan_layers", "compiled",
                 "examples_per_sec", "step_time_ms_median", "mfu", "peak_memory_bytes",
-                "step_memory_bytes", "init_peak_memory_bytes", "compile_s", "first_step_s")
+                "step_memory_bytes", "init_peak_memory_bytes", "warmup_peak_memory_bytes",
+                "compile_s", "first_step_s", "warmup_s")
         return {**{k: res[k] for k in keys if k in res}, **extra}
 
     spot_runs = {n: ok[n] for n in ("spot_base_xla", "spot_base_fused") if n in ok}

@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     if cuda:
         torch.cuda.synchronize()
     warmup_s = time.perf_counter() - t0
+    # spot's peak counts the whole process; this one, warm-up included, is its match.
+    warmup_mem = int(torch.cuda.max_memory_allocated()) if cuda else None
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     # Same timing as spot: on GPU step i is queued before step i-1 is waited for (CPU
@@ -184,7 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
     kind = torch.cuda.get_device_name(args.device) if cuda else "cpu"
     peak = peak_flops_per_sec(kind, args.dtype)
     if cuda:
-        mem, mem_source = int(torch.cuda.max_memory_allocated()), "torch.cuda.max_memory_allocated"
+        mem = int(torch.cuda.max_memory_allocated())
+        mem_source = "torch.cuda.max_memory_allocated (timed steps)"
     else:
         mem, mem_source = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, \
             "process_max_rss"
@@ -207,8 +210,10 @@ def main(argv: list[str] | None = None) -> dict:
         "flops_counted": "matmuls; forward + backward w.r.t. activations (no weight grads)",
         "mfu": None if peak is None else flops.total / median / peak,
         "peak_flops_per_sec": peak, "peak_memory_bytes": mem, "memory_source": mem_source,
-        "device": device_name(args.device), "steps": args.steps, "warmup": args.warmup,
-        "warmup_s": warmup_s, "first_step_s": first_step_s, "final_loss": final_loss, "threads": torch.get_num_threads(),
+        "warmup_peak_memory_bytes": warmup_mem, "device": device_name(args.device),
+        "steps": args.steps, "warmup": args.warmup, "warmup_s": warmup_s,
+        "first_step_s": first_step_s, "final_loss": final_loss,
+        "threads": torch.get_num_threads(),
         "torch": torch.__version__, "transformers": transformers.__version__,
         "peft": peft.__version__, "cpu_count": os.cpu_count(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -50,6 +50,7 @@ def _records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # about 60-75 s of CPU: nine processes, each importing jax or torch
 def test_dry_run_writes_every_figure_without_seqio_or_tensorflow(tmp_path):
     env = _absent_env(tmp_path)
     probe = subprocess.run([sys.executable, "-c", "import seqio"], env=env, capture_output=True,
