@@ -102,8 +102,28 @@ def _carry_over(old: Path, new: Path, owned: Collection[str]) -> None:
             _link_or_copy(str(child), str(new / child.name))
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one step (Linux renameat2 RENAME_EXCHANGE): no moment without
+    either. False where the system or file system cannot, so the caller moves aside instead."""
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
 def replace_dir(src: Path, dst: Path, *, owned: Collection[str] | None = None) -> None:
-    """Rename the assembled folder `src` over `dst` (any old `dst` moves aside first).
+    """Rename the assembled folder `src` over `dst` (swapped in one step where the system
+    allows, else any old `dst` moves aside first).
 
     With `owned`, the old folder's other entries (a `vocab.model`, a README) are carried
     into the new one first, so replacing a writer's files never deletes anyone else's; a
@@ -112,19 +132,22 @@ def replace_dir(src: Path, dst: Path, *, owned: Collection[str] | None = None) -
     src, dst = Path(src), Path(os.path.realpath(dst))
     if owned is not None and dst.is_dir():
         _carry_over(dst, src, set(owned))
-    old = None
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-        os.rmdir(old)
-        os.replace(dst, old)
-    try:
-        os.replace(src, dst)
-    except BaseException:
+    if dst.is_dir() and _exchange(src, dst):
+        shutil.rmtree(src, ignore_errors=True)  # src now holds the old folder
+    else:
+        old = None
+        if dst.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
+            os.rmdir(old)
+            os.replace(dst, old)
+        try:
+            os.replace(src, dst)
+        except BaseException:
+            if old is not None:
+                os.replace(old, dst)
+            raise
         if old is not None:
-            os.replace(old, dst)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
     with contextlib.suppress(OSError):
         fd = os.open(dst.parent, os.O_RDONLY)
         try:

@@ -129,7 +129,8 @@ def read_only(folder: Path) -> Iterator[bool]:
 
 def _install_crash(n: int, folder: str) -> None:
     """Count write points under `folder` (a file opened for writing, then its first write; a
-    rename or fsync) and kill the process at the n-th: half of that write reaches the file."""
+    rename, fsync or unlink) and kill the process at the n-th: half of that write reaches the
+    file."""
     import builtins
 
     folder = os.path.realpath(folder)
@@ -151,14 +152,16 @@ def _install_crash(n: int, folder: str) -> None:
     def die() -> None:
         os._exit(KILLED)
 
-    class Torn(io.RawIOBase):
+    class Torn:
         """A file whose first write is cut in half by the crash."""
 
         def __init__(self, f):
             self._f = f
+            self._first = True
 
         def write(self, data):
-            if point():
+            first, self._first = self._first, False
+            if first and point():
                 data = data[: max(1, len(data) // 2)] if len(data) else data
                 self._f.write(data)
                 self._f.flush()
@@ -198,6 +201,13 @@ def _install_crash(n: int, folder: str) -> None:
             die()
         return real_rename(src, dst, *a, **kw)
 
+    real_unlink = os.unlink
+
+    def unlink_(path, *a, **kw):
+        if not kw.get("dir_fd") and under(path) and point():
+            die()
+        return real_unlink(path, *a, **kw)
+
     def fsync_(fd):
         with contextlib.suppress(OSError):
             if under(os.readlink(f"/proc/self/fd/{fd}")) and point():
@@ -206,12 +216,13 @@ def _install_crash(n: int, folder: str) -> None:
 
     builtins.open = io.open = open_
     os.fdopen, os.replace, os.rename, os.fsync = fdopen_, replace_, rename_, fsync_
+    os.unlink = os.remove = unlink_
 
 
 def crash_run(n: int, folder: Path, args: Sequence[object], *,
               timeout: float = 180) -> subprocess.CompletedProcess:
-    """`spot ARGS` in a child that is killed at its n-th write point under `folder`; its exit
-    status is KILLED when the crash happened, else spot's own."""
+    """`spot ARGS` (or `-c CODE`) in a child that is killed at its n-th write point under
+    `folder`; its exit status is KILLED when the crash happened, else the command's own."""
     return subprocess.run([sys.executable, "-m", "tests.cli_helpers", "crash", str(n),
                            str(folder), "--", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
@@ -220,8 +231,11 @@ def crash_run(n: int, folder: Path, args: Sequence[object], *,
 if __name__ == "__main__":
     if len(sys.argv) > 4 and sys.argv[1] == "crash" and sys.argv[4] == "--":
         _install_crash(int(sys.argv[2]), sys.argv[3])
-        from spot.cli import main
+        if sys.argv[5] == "-c":  # a Python snippet instead of a spot command
+            exec(sys.argv[6], {"__name__": "__crash__"})
+        else:
+            from spot.cli import main
 
-        main(sys.argv[5:])
+            main(sys.argv[5:])
     else:
         sys.exit("usage: python -m tests.cli_helpers crash N FOLDER -- SPOT_ARGS...")
