@@ -62,6 +62,64 @@ def show_batch(task: str, vocab, input_length: int, target_length: int, n: int =
               f"{batch['decoder_loss_weights'][i].tolist()}")
 
 
+def run(task: str, *, steps: int, mode: str = "model", random: bool = False, backbone: str = "",
+        lr: float = 1e-3, prompt_lr: float = 0.3, prompt_length: int = 20, batch_size: int = 32,
+        eval_every: int = 100, max_eval: int = 0) -> dict:
+    """One training run; returns the curve, the best validation score and the label prior."""
+    from spot.config import RunConfig, apply_overrides
+    from spot.data.offline.backbone import backbone_path
+    from spot.data.vocab import load_vocabulary
+    from spot.demo import fitted_input_length
+    from spot.model.api import load_t5, random_t5
+    from spot.train.run import train
+
+    if random and not backbone:
+        # The default recipe's shape and vocabulary, no pretraining (needs no built backbone).
+        import sentencepiece as spm
+
+        from spot.data.offline.backbone import BackboneRecipe, model_config
+        from spot.data.offline.vocab import default_vocabulary_path
+
+        path = default_vocabulary_path(seed=0)
+        vocab = load_vocabulary(path)
+        sp_size = spm.SentencePieceProcessor(model_file=str(path)).get_piece_size()
+        t5 = random_t5(model_config(BackboneRecipe(), sp_size), seed=0)
+    else:
+        path = Path(backbone) if backbone else backbone_path()
+        vocab = load_vocabulary(path / "vocab.model")
+        t5 = load_t5(path, "float32")
+        if random:
+            t5 = random_t5(t5.config, seed=0)
+    input_length = fitted_input_length(task, vocab, 64)
+    target_length = 8
+    prior = label_prior_loss(task, vocab, target_length)
+    print(f"{task}: input length {input_length}; label prior {prior}")
+    show_batch(task, vocab, input_length, target_length)
+    lr = lr if mode == "model" else prompt_lr
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = apply_overrides(RunConfig(), {
+            "model.name": "embedded", "model.dtype": "float32", "model.param_dtype": "float32",
+            "data.task": task, "data.batch_size": batch_size,
+            "data.input_length": input_length, "data.target_length": target_length,
+            "data.max_eval_examples": max_eval, "data.eval_batch_size": 100,
+            "prompt.length": prompt_length, "prompt.init": "sampled_vocab",
+            "optimizer.learning_rate": lr, "optimizer.factored": mode == "model",
+            "train.mode": mode, "train.steps": steps,
+            "train.eval_every": min(eval_every, steps),
+            "train.checkpoint_every": steps, "train.embedding_step": 1,
+            "train.log_every": 25, "train.seed": 0, "train.out_dir": tmp,
+            "train.progress": False})
+        t0 = time.time()
+        result = train(cfg, t5=t5, vocab=vocab, log=lambda s: None)
+        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+    losses = [(r["step"], round(r["cross_entropy"], 4)) for r in rows if r["kind"] == "train"]
+    evals = [(r["step"], r["score"]) for r in rows if r["kind"] == "eval"]
+    return {"task": task, "mode": mode, "random_init": random, "steps": steps,
+            "lr": lr, "backbone": str(path), "seconds": round(time.time() - t0, 1),
+            "train_loss_curve": losses, "eval_curve": evals, "best_score": result.best_score,
+            "best_step": result.best_step, **prior}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--task", default="offline_rel_plural")
@@ -77,59 +135,10 @@ def main() -> None:
     ap.add_argument("--prompt-lr", type=float, default=0.3)
     ap.add_argument("--out", default="")
     args = ap.parse_args()
-
-    from spot.config import RunConfig, apply_overrides
-    from spot.data.offline.backbone import backbone_path
-    from spot.data.vocab import load_vocabulary
-    from spot.demo import fitted_input_length
-    from spot.model.api import load_t5, random_t5
-    from spot.train.run import train
-
-    if args.random and not args.backbone:
-        # The default recipe's shape and vocabulary, no pretraining (needs no built backbone).
-        import sentencepiece as spm
-
-        from spot.data.offline.backbone import BackboneRecipe, model_config
-        from spot.data.offline.vocab import default_vocabulary_path
-
-        path = default_vocabulary_path(seed=0)
-        vocab = load_vocabulary(path)
-        sp_size = spm.SentencePieceProcessor(model_file=str(path)).get_piece_size()
-        t5 = random_t5(model_config(BackboneRecipe(), sp_size), seed=0)
-    else:
-        path = Path(args.backbone) if args.backbone else backbone_path()
-        vocab = load_vocabulary(path / "vocab.model")
-        t5 = load_t5(path, "float32")
-        if args.random:
-            t5 = random_t5(t5.config, seed=0)
-    input_length = fitted_input_length(args.task, vocab, 64)
-    target_length = 8
-    prior = label_prior_loss(args.task, vocab, target_length)
-    print(f"{args.task}: input length {input_length}; label prior {prior}")
-    show_batch(args.task, vocab, input_length, target_length)
-    lr = args.lr if args.mode == "model" else args.prompt_lr
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = apply_overrides(RunConfig(), {
-            "model.name": "embedded", "model.dtype": "float32", "model.param_dtype": "float32",
-            "data.task": args.task, "data.batch_size": args.batch_size,
-            "data.input_length": input_length, "data.target_length": target_length,
-            "data.max_eval_examples": args.max_eval, "data.eval_batch_size": 100,
-            "prompt.length": args.prompt_length, "prompt.init": "sampled_vocab",
-            "optimizer.learning_rate": lr, "optimizer.factored": args.mode == "model",
-            "train.mode": args.mode, "train.steps": args.steps,
-            "train.eval_every": min(args.eval_every, args.steps),
-            "train.checkpoint_every": args.steps, "train.embedding_step": 1,
-            "train.log_every": 25, "train.seed": 0, "train.out_dir": tmp,
-            "train.progress": False})
-        t0 = time.time()
-        result = train(cfg, t5=t5, vocab=vocab, log=lambda s: None)
-        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
-    losses = [(r["step"], round(r["cross_entropy"], 4)) for r in rows if r["kind"] == "train"]
-    evals = [(r["step"], r["score"]) for r in rows if r["kind"] == "eval"]
-    out = {"task": args.task, "mode": args.mode, "random_init": args.random, "steps": args.steps,
-           "lr": lr, "backbone": str(path), "seconds": round(time.time() - t0, 1),
-           "train_loss_curve": losses, "eval_curve": evals, "best_score": result.best_score,
-           "best_step": result.best_step, **prior}
+    out = run(args.task, steps=args.steps, mode=args.mode, random=args.random,
+              backbone=args.backbone, lr=args.lr, prompt_lr=args.prompt_lr,
+              prompt_length=args.prompt_length, batch_size=args.batch_size,
+              eval_every=args.eval_every, max_eval=args.max_eval)
     print(json.dumps(out))
     if args.out:
         with open(args.out, "a") as f:
