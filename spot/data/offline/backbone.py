@@ -52,6 +52,9 @@ class BackboneRecipe:
     # 1,360 steps: the whole build measured 12.5 minutes on 2 CPU cores from a fresh clone
     # (docs/offline_suite.md), inside the 15-minute budget; scripts/bench_backbone_step.py
     # predicts the step time of a recipe from measured step times.
+    # Optional first phase: copy a window of corpus tokens in a random order (the order is
+    # the only thing the decoder cannot guess, so it must read the encoder).
+    copy_steps: int = 0
     reconstruct_steps: int = 320
     span_steps: int = 600
     prefix_lm_steps: int = 440
@@ -230,6 +233,11 @@ def make_batch(stream: np.ndarray, objective: str, recipe: BackboneRecipe, vocab
     inputs, targets = [], []
     for s in starts:
         window = stream[s:s + recipe.window]
+        if objective == "copy":
+            shuffled = rng.permutation(window[: recipe.input_length - 1]).tolist()
+            inputs.append(shuffled + [EOS_ID])
+            targets.append(shuffled + [EOS_ID])
+            continue
         if objective in ("span", "reconstruct"):
             mask = random_spans_noise_mask(len(window), recipe.noise_density, recipe.mean_span,
                                            rng)
@@ -242,7 +250,7 @@ def make_batch(stream: np.ndarray, objective: str, recipe: BackboneRecipe, vocab
         inputs.append(i)
         targets.append(t)
     tgt_len = {"span": recipe.span_target_length, "prefix_lm": recipe.prefix_target_length,
-               "reconstruct": recipe.window + 1}[objective]
+               "reconstruct": recipe.window + 1, "copy": recipe.input_length}[objective]
     return _batch(inputs, targets, recipe.input_length, tgt_len)
 
 
@@ -389,7 +397,8 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
 
     module = Transformer(cfg.replace(dropout_rate=recipe.dropout_rate))
     params = jax.tree_util.tree_map(jax.numpy.asarray, init_params(cfg, recipe.seed))
-    total = recipe.reconstruct_steps + recipe.span_steps + recipe.prefix_lm_steps
+    total = (recipe.copy_steps + recipe.reconstruct_steps + recipe.span_steps
+             + recipe.prefix_lm_steps)
     optimizer = _optimizer(recipe, total)
     opt_state = optimizer.init(params)
     train_step, eval_step = _step_fns(module, optimizer)
@@ -427,8 +436,10 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
                 **{f"own_{obj}_{k}": v for obj, d in own.items() for k, v in d.items()}})
 
     for step in range(total):
-        objective = ("reconstruct" if step < recipe.reconstruct_steps else
-                     "span" if step < recipe.reconstruct_steps + recipe.span_steps else
+        phase = step - recipe.copy_steps
+        objective = ("copy" if phase < 0 else
+                     "reconstruct" if phase < recipe.reconstruct_steps else
+                     "span" if phase < recipe.reconstruct_steps + recipe.span_steps else
                      "prefix_lm")
         batch = make_batch(train_stream, objective, recipe, cfg.vocab_size, rng)
         params, opt_state, loss = train_step(params, opt_state, batch,
