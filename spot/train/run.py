@@ -152,9 +152,9 @@ def train(config: RunConfig, *, t5: T5 | None = None, vocab: Any = None,
     info = registry.get(config.task_or_mixture)
     members = list(info.members)
     # Fail in seconds, before anything loads: model, vocabulary, data, the --out folder.
-    preflight(config, model=t5 is None, vocab=vocab is None)
     out_dir = Path(config.train.out_dir) if config.train.out_dir else default_out_dir(config)
     check_resumable(out_dir, config)
+    preflight(config, model=t5 is None, vocab=vocab is None)
     if t5 is None:
         t5 = build_model(config)
     check_init_prompt(config, t5.config.emb_dim)
