@@ -17,6 +17,18 @@ SHARED_TESTDATA = ROOT.parent / "shared" / "testdata"
 RELEASE = SHARED_TESTDATA / "prompt_tuning_release"
 
 
+@pytest.fixture(autouse=True)
+def _no_network_probes(monkeypatch):
+    """Tests never open connections off this machine: the preflight's reachability probe
+    answers "unreachable" at once unless a test replaces it itself."""
+    from spot.train import preflight
+
+    monkeypatch.setattr(preflight, "_connects", lambda host, port=443: False)
+    preflight._PROBES.clear()
+    yield
+    preflight._PROBES.clear()
+
+
 def _require(path: Path) -> Path:
     if path.exists():
         return path
