@@ -1,6 +1,8 @@
 """The embedded backbone: a tiny T5 1.1 the project pretrains itself on offline English prose.
 
 Recipe (mirrors how the LM-adapted T5 1.1 checkpoints were made, at toy scale):
+  (optional, `copy_steps`, off by default) copy a window of corpus tokens given in a random
+     order, which only a decoder that reads its encoder can do;
   0. a short warm-up on full reconstruction (the span-corrupted input, the whole original
      window as target) for `reconstruct_steps` steps, meant to push the decoder to read
      the encoder (`spot backbone info --diagnose` measures how much it does);
@@ -10,7 +12,8 @@ Recipe (mirrors how the LM-adapted T5 1.1 checkpoints were made, at toy scale):
      for `prefix_lm_steps` more steps.
 The vocabulary is the project's own SentencePiece model trained on the same corpus
 (`spot.data.offline.vocab`), plus 100 sentinel ids. Everything is seeded, so the build is
-reproducible; the result is cached under the user cache folder and reused.
+reproducible; the result is cached under the user cache folder and reused, in a folder
+keyed by the recipe, the vocabulary's bytes and the corpus files (`backbone_key`).
 
 `spot backbone build` runs it; `spot.train.run` loads it for `--model embedded`.
 """
