@@ -8,6 +8,7 @@ under CI=true where its absence is a failure.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,18 @@ def t5x_tiny_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def released_prompts_dir() -> Path:
     return _require(RELEASE / "prompts_t5_1_1_lm100k_base")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random tiny T5 1.1 in the native format with the offline vocabulary beside it
+    (one per test module, so no module sees another's changes)."""
+    from spot.data.offline.vocab import default_vocabulary_path
+    from spot.model.checkpoints import save_native
+    from spot.model.t5 import T5Config, init_params
+
+    cfg = T5Config.preset("test_tiny", vocab_size=8192)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    save_native(path, cfg, init_params(cfg, 0))
+    shutil.copyfile(default_vocabulary_path(), path / "vocab.model")
+    return path

@@ -5,25 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 
 from spot.cli import main
 
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from spot.data.offline.vocab import default_vocabulary_path
-    from spot.model.checkpoints import save_native
-    from spot.model.t5 import T5Config, init_params
-
-    cfg = T5Config.preset("test_tiny", vocab_size=8192)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_native(path, cfg, init_params(cfg, 0))
-    shutil.copyfile(default_vocabulary_path(), path / "vocab.model")
-    return path
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -22,19 +21,6 @@ FAST = ["--set", "data.input_length=48", "--set", "data.target_length=4",
         "--set", "data.eval_batch_size=16", "--set", "train.progress=false",
         "--set", "train.log_every=2"]
 
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A random tiny T5 1.1 in the native format with the offline vocabulary beside it."""
-    from spot.data.offline.vocab import default_vocabulary_path
-    from spot.model.checkpoints import save_native
-    from spot.model.t5 import T5Config, init_params
-
-    cfg = T5Config.preset("test_tiny", vocab_size=8192)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_native(path, cfg, init_params(cfg, 0))
-    shutil.copyfile(default_vocabulary_path(), path / "vocab.model")
-    return path
 
 
 def _invoke(args, exit_code=0):

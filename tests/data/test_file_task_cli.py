@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -69,19 +68,6 @@ def _layout(kind: str, root, name: str):
                     encoding="utf-8")
     return spec
 
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A random tiny T5 1.1 in the native format with the offline vocabulary beside it."""
-    from spot.data.offline.vocab import default_vocabulary_path
-    from spot.model.checkpoints import save_native
-    from spot.model.t5 import T5Config, init_params
-
-    cfg = T5Config.preset("test_tiny", vocab_size=8192)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_native(path, cfg, init_params(cfg, 0))
-    shutil.copyfile(default_vocabulary_path(), path / "vocab.model")
-    return path
 
 
 @pytest.fixture

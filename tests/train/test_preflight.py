@@ -3,13 +3,11 @@ one line saying what is missing and how to provide it (exit 2, no traceback)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
 from spot.cli import main
-from spot.data.offline.vocab import default_vocabulary_path
 from spot.train import preflight
 
 
@@ -32,17 +30,6 @@ def no_model_load(monkeypatch):
 
     monkeypatch.setattr(run_mod, "build_model", refuse)
 
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from spot.model.checkpoints import save_native
-    from spot.model.t5 import T5Config, init_params
-
-    cfg = T5Config.preset("test_tiny", vocab_size=8192)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_native(path, cfg, init_params(cfg, 0))
-    shutil.copyfile(default_vocabulary_path(), path / "vocab.model")
-    return path
 
 
 def _fails(args, capsys) -> str:
