@@ -17,8 +17,28 @@ from spot.errors import DataError
 
 DEFAULT_VOCAB = "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model"
 
-_CACHE: dict[tuple[str, int], Any] = {}
+_CACHE: dict[tuple[str, int], tuple[tuple[int, int] | None, Any]] = {}
 _LOCK = threading.Lock()
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a local file, so a file replaced in place is loaded anew."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _forget_seqio_model(path: str) -> None:
+    """seqio keeps every parsed model by path for the life of the process; when the file at
+    `path` has changed, that copy is stale, so seqio's model cache is emptied (it only costs
+    a re-parse of the vocabularies still in use)."""
+    from seqio import vocabularies
+
+    loader = getattr(vocabularies, "_load_model_internal", None)
+    if loader is not None and hasattr(loader, "cache_clear"):
+        loader.cache_clear()
 
 
 def _is_remote(path: str) -> bool:
@@ -26,7 +46,8 @@ def _is_remote(path: str) -> bool:
 
 
 def load_vocabulary(path: str | os.PathLike | None = None, extra_ids: int = 100):
-    """A `seqio.SentencePieceVocabulary` for `path` (default: T5's public model), cached by path.
+    """A `seqio.SentencePieceVocabulary` for `path` (default: T5's public model), cached by
+    path and, for a local file, its size and modification time.
 
     Local files are opened and parsed now, so a missing or corrupt file fails here with a
     `DataError` instead of deep inside the first batch.
@@ -37,12 +58,16 @@ def load_vocabulary(path: str | os.PathLike | None = None, extra_ids: int = 100)
     key_path = raw if _is_remote(raw) else str(Path(raw).expanduser().resolve())
     key = (key_path, int(extra_ids))
     with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
+        stamp = None if _is_remote(raw) else _stamp(key_path)
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
         if not _is_remote(raw):
             p = Path(key_path)
             if not p.is_file():
                 raise DataError(f"vocabulary file {raw} does not exist")
+        if hit is not None:
+            _forget_seqio_model(key_path)
         vocab = seqio.SentencePieceVocabulary(key_path, extra_ids=extra_ids)
         try:
             vocab.load_model()
@@ -50,7 +75,7 @@ def load_vocabulary(path: str | os.PathLike | None = None, extra_ids: int = 100)
             raise DataError(f"cannot load the SentencePiece vocabulary {raw}: "
                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                             ) from None
-        _CACHE[key] = vocab
+        _CACHE[key] = (stamp, vocab)
         return vocab
 
 
