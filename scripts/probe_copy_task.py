@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=16)
     ap.add_argument("--alphabet", type=int, default=500)
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--embed-std", type=float, default=1.0,
+                    help="std of the token embedding at init (T5's is 1.0)")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
 
@@ -45,7 +47,11 @@ def main() -> None:
     recipe = _recipe(0, tuple(args.sets))
     cfg = model_config(recipe, recipe.vocab_size)
     module = Transformer(cfg.replace(dropout_rate=0.0))
-    params = jax.tree_util.tree_map(jax.numpy.asarray, init_params(cfg, 0))
+    params = init_params(cfg, 0)
+    if args.embed_std != 1.0:
+        params["token_embedder"]["embedding"] = (
+            params["token_embedder"]["embedding"] * np.float32(args.embed_std))
+    params = jax.tree_util.tree_map(jax.numpy.asarray, params)
     opt = _optimizer(recipe, args.steps)
     opt_state = opt.init(params)
     train_step, eval_step = _step_fns(module, opt)
@@ -87,7 +93,8 @@ def main() -> None:
             losses = []
             curve.append(row)
             print(json.dumps(row), flush=True)
-    result = {"probe": "copy", "sets": args.sets, "length": args.length,
+    result = {"probe": "copy", "sets": args.sets, "embed_std": args.embed_std,
+              "length": args.length,
               "alphabet": args.alphabet, "log_alphabet": math.log(args.alphabet), "curve": curve}
     if args.out:
         with open(args.out, "a") as f:
