@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from spot.errors import CheckpointError, ConfigError
@@ -13,16 +12,6 @@ from ..train.test_cli import _invoke
 TINY = ["--set", "reconstruct_steps=2", "--set", "span_steps=2", "--set", "prefix_lm_steps=2",
         "--set", "batch_size=4", "--set", "emb_dim=32", "--set", "mlp_dim=64",
         "--set", "num_layers=1", "--set", "num_heads=2", "--set", "head_dim=16"]
-
-
-@pytest.fixture
-def private_cache(tmp_path, monkeypatch):
-    from spot.data.offline.vocab import default_vocabulary_path
-
-    vocab = default_vocabulary_path()
-    shutil.copytree(vocab.parent, tmp_path / vocab.parent.name)
-    monkeypatch.setenv("SPOT_CACHE", str(tmp_path))
-    return tmp_path
 
 
 def test_recipe_changes_are_typed_and_checked(private_cache):

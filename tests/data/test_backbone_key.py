@@ -19,16 +19,6 @@ TINY = backbone.BackboneRecipe(reconstruct_steps=1, span_steps=1, prefix_lm_step
                                prefix_target_length=8)
 
 
-@pytest.fixture
-def private_cache(tmp_path, monkeypatch):
-    from spot.data.offline.vocab import default_vocabulary_path
-
-    vocab = default_vocabulary_path()
-    shutil.copytree(vocab.parent, tmp_path / vocab.parent.name)
-    monkeypatch.setenv("SPOT_CACHE", str(tmp_path))
-    return tmp_path
-
-
 def test_default_vocabulary_is_the_suite_vocabulary(private_cache):
     from spot.data.offline.vocab import default_vocabulary_path
 
