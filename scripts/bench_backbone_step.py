@@ -27,6 +27,7 @@ import jax, numpy as np
 import spot
 assert spot.__file__.startswith(sys.argv[1]), spot.__file__
 from spot.data.offline import backbone as bb
+from spot.train import pretrain as pt
 from spot.model.t5 import Transformer, init_params
 recipe = bb.BackboneRecipe()
 cfg = bb.model_config(recipe, 8000)
@@ -36,9 +37,9 @@ stream = rng.integers(3, 8000, 200_000).astype(np.int32)  # timing only: random 
 out = {}
 for objective in ("reconstruct", "span", "prefix_lm"):
     params = jax.tree_util.tree_map(jax.numpy.asarray, init_params(cfg, 0))
-    optimizer = bb._optimizer(recipe, 1600)
+    optimizer = pt._optimizer(recipe, 1600)
     state = optimizer.init(params)
-    step, _ = bb._step_fns(module, optimizer)
+    step, _ = pt._step_fns(module, optimizer)
     batches = [bb.make_batch(stream, objective, recipe, cfg.vocab_size, rng) for _ in range(4)]
     params, state, loss = step(params, state, batches[0], jax.random.PRNGKey(0))
     loss.block_until_ready()

@@ -5,7 +5,7 @@
     python scripts/bench_pipeline.py --mock-tfds 2000     # the real `glue` mixture on mocked TFDS
     python scripts/bench_pipeline.py --task glue          # the real `glue` mixture (data needed)
 
-Both modes run the same registry/pipeline code as training (`spot.data.pipeline.benchmark`).
+Both modes run the same registry/pipeline code as training (`spot.bench.pipeline.benchmark`).
 Reports steady-state examples/s, the cold start (reading + tokenizing every training
 example once) and the cost of resuming at a late step. The target is >= 2,000 examples/s.
 """
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    from spot.data.pipeline import benchmark
+    from spot.bench.pipeline import benchmark
 
     task = args.task
     ctx: contextlib.AbstractContextManager = contextlib.nullcontext()

@@ -52,7 +52,7 @@ def main() -> None:
                 shutil.copytree(folder, Path(args.cache) / folder.name)
 
     from spot.commands.backbone import _recipe
-    from spot.data.offline.backbone import build_backbone
+    from spot.train.pretrain import build_backbone
 
     recipe = _recipe(0, tuple(args.sets))
     out = open(args.out, "a", encoding="utf-8")  # noqa: SIM115

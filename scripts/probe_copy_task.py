@@ -1,7 +1,7 @@
 """Probe: can the backbone's architecture and training step learn to read its encoder at all?
 
 Trains a randomly initialised T5 of the default backbone's shape with the backbone's own
-train step (`backbone._step_fns`, AdamW 3e-3) on a synthetic task that needs the encoder:
+train step (`pretrain._step_fns`, AdamW 3e-3) on a synthetic task that needs the encoder:
 copy a random sequence of `--length` tokens (ids 3..3+alphabet) to the output. Prints, every
 50 steps, the training loss and the held-out loss with each example's own input and with
 another example's (the nats from the encoder, as in `spot backbone info --diagnose`). A
@@ -40,7 +40,8 @@ def main() -> None:
     import jax
 
     from spot.commands.backbone import _recipe
-    from spot.data.offline.backbone import _optimizer, _step_fns, model_config
+    from spot.data.offline.backbone import model_config
+    from spot.train.pretrain import _optimizer, _step_fns
     from spot.model.decode import shift_right
     from spot.model.t5 import Transformer, init_params
 

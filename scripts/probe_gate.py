@@ -1,5 +1,5 @@
 """The issue's first gate on one backbone folder: (1) held-out nats from the encoder on span
-corruption >= 1.0 per target token (`backbone.diagnose`, 8 batches, the recipe's objectives
+corruption >= 1.0 per target token (`pretrain.diagnose`, 8 batches, the recipe's objectives
 and the default recipe's); (2) a 100-step prompt-tuning run on a source task whose training
 loss falls well below the label-prior loss (entropy of the labels per target token, EOS
 counted as the loss counts it), with validation accuracy against the majority baseline.
@@ -30,6 +30,7 @@ def main() -> None:
     from probe_model_tuning import run
 
     from spot.data.offline import backbone
+    from spot.train import pretrain
     from spot.data.offline.corpus import load_corpus
     from spot.data.vocab import load_vocabulary
     from spot.model.api import load_t5
@@ -37,12 +38,12 @@ def main() -> None:
     path = Path(args.backbone)
     made = json.loads((path / "pretraining.json").read_text())
     recipe = backbone.BackboneRecipe(**made["recipe"])
-    own = backbone.diagnose(path)["heldout"]
+    own = pretrain.diagnose(path)["heldout"]
     t5 = load_t5(path, "float32")
     vocab = load_vocabulary(path / "vocab.model", extra_ids=backbone.EXTRA_IDS)
     stream = backbone.token_stream(load_corpus("heldout", seed=recipe.seed), vocab)
-    _, eval_step = backbone._step_fns(t5.module, None)
-    reference = backbone.encoder_reliance(eval_step, t5.params, stream,
+    _, eval_step = pretrain._step_fns(t5.module, None)
+    reference = pretrain.encoder_reliance(eval_step, t5.params, stream,
                                           backbone.reference_objectives(recipe),
                                           t5.config.vocab_size, 8)
     pt = run(args.task, steps=args.steps, mode="prompt", backbone=str(path), eval_every=50)

@@ -69,7 +69,7 @@ def run(task: str, *, steps: int, mode: str = "model", random: bool = False, bac
     from spot.config import RunConfig, apply_overrides
     from spot.data.offline.backbone import backbone_path
     from spot.data.vocab import load_vocabulary
-    from spot.demo import fitted_input_length
+    from spot.workflows.demo import fitted_input_length
     from spot.model.api import load_t5, random_t5
     from spot.train.run import train
 

@@ -188,7 +188,7 @@ def test_study_summarize_json(tmp_path):
 
 def test_study_collect(tmp_path):
     from spot.analysis.transfer import read_results
-    from spot.study import FIELDS
+    from spot.workflows.study import FIELDS
 
     def setup(w):
         (w / "results").mkdir()
@@ -244,7 +244,7 @@ def test_study_plot(tmp_path):
 
 def test_demo_results_csv(tmp_path):
     """The demo's results table (written once its grid has run) is replaced whole."""
-    code = ("import sys; from pathlib import Path; from spot.demo import write_results_csv; "
+    code = ("import sys; from pathlib import Path; from spot.workflows.demo import write_results_csv; "
             "write_results_csv(Path(sys.argv[-1]) / 'results.csv', "
             "[{'source': s, 'target': 'b', 'seed': 0, 'score': v} "
             "for s, v in (('none', 40.0), ('a', 70.0), ('c', 45.0))])")

@@ -32,7 +32,7 @@ def cache(tmp_path_factory):
 def test_demo_miniature(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("SPOT_CACHE", str(cache))
     from spot.data.offline.backbone import BackboneRecipe
-    from spot.demo import DemoConfig, render_tables, run_demo
+    from spot.workflows.demo import DemoConfig, render_tables, run_demo
 
     # The same miniature recipe as the notebook's fast mode (one build serves both tests).
     demo = DemoConfig(out=str(tmp_path / "demo"), backbone=BackboneRecipe(
@@ -69,7 +69,8 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
 
     # The encoder-reliance diagnosis measures on the same held-out batches as the build's
     # own report, and adds the score with another example's encoder input.
-    from spot.data.offline.backbone import backbone_path, diagnose
+    from spot.data.offline.backbone import backbone_path
+    from spot.train.pretrain import diagnose
 
     path = backbone_path(demo.backbone)
     made = json.loads((path / "pretraining.json").read_text())
@@ -93,7 +94,7 @@ def test_notebook_runs(tmp_path, cache):
 
 
 def test_table_names_the_oracle_only_when_it_is_unique():
-    from spot.demo import oracle_of, render_tables
+    from spot.workflows.demo import oracle_of, render_tables
 
     def target(name, grid):
         return {"target": name, "baseline": 50.0, "generic_spot": 50.0, "best_of_top_k": 50.0,

@@ -17,7 +17,7 @@ import pytest
 
 from spot.config import RunConfig, apply_overrides
 from spot.errors import ConfigError
-from spot.study import collect, parse_shard, plan, run_study
+from spot.workflows.study import collect, parse_shard, plan, run_study
 
 
 class FakeTrainer:

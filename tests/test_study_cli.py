@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from spot.cli import cli
-from spot.study import plan
+from spot.workflows.study import plan
 
 SOURCES = ["offline_vader_valence", "offline_pos_word"]
 TARGET = "offline_review_polarity"

@@ -3,7 +3,7 @@ finished row (even when its fields happen to parse), and the next append starts 
 
 from __future__ import annotations
 
-from spot.study import _append_row, read_rows
+from spot.workflows.study import _append_row, read_rows
 
 
 def test_torn_last_line_is_not_a_result_and_next_append_starts_clean(tmp_path):

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from spot.errors import DataError
+from spot.retrieval.quality import rank_by, ranking_quality
 
 BASELINE = "none"
 RESULT_COLUMNS = ("source", "target", "seed", "score")
@@ -162,64 +163,6 @@ def _safe_rer(score: float, baseline: float | None) -> float | None:
     return relative_error_reduction(score, baseline)
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values))
-    sorted_vals = values[order]
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and sorted_vals[j + 1] == sorted_vals[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return ranks
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
-    if len(x) < 2:
-        return None
-    dx, dy = x - x.mean(), y - y.mean()
-    denom = math.sqrt(float(np.sum(dx * dx)) * float(np.sum(dy * dy)))
-    if denom == 0.0:
-        return None
-    return max(-1.0, min(1.0, float(np.sum(dx * dy)) / denom))
-
-
-def _top_by(predicted: Mapping[str, float], names: Sequence[str]) -> list[str]:
-    return sorted(names, key=lambda n: (-predicted[n], n))
-
-
-def ranking_quality(predicted: Mapping[str, float], true: Mapping[str, float],
-                    ks: Sequence[int] = (1, 3)) -> dict[str, Any]:
-    """How well `predicted` (e.g. similarities) orders candidates by their `true` scores.
-
-    Spearman and Pearson correlations (None when undefined: fewer than 2 items or a
-    constant side); they are shift-invariant, so true gains or true scores give the same
-    values. Regret@k = (best true - best true among the top-k predicted) / best true x 100
-    needs true *scores* (a positive scale) and is None when the best true value is <= 0.
-    Only names present in both mappings count.
-    """
-    names = sorted(set(predicted) & set(true))
-    out: dict[str, Any] = {"n": len(names)}
-    p = np.array([float(predicted[n]) for n in names])
-    t = np.array([float(true[n]) for n in names])
-    out["pearson"] = _pearson(p, t)
-    out["spearman"] = _pearson(_ranks(p), _ranks(t)) if names else None
-    order = _top_by(predicted, names)
-    best = float(t.max()) if names else None
-    for k in ks:
-        if k < 1:
-            raise DataError(f"regret k must be at least 1, got {k}")
-        if best is None or best <= 0:
-            out[f"regret@{k}"] = None
-            continue
-        picked = max(float(true[n]) for n in order[:k])
-        out[f"regret@{k}"] = (best - picked) / best * 100.0
-    return out
-
-
 def _mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
@@ -300,7 +243,7 @@ def _retrieval_curves(by_target: Mapping[str, Mapping[str, dict]], baseline: Map
         if not predicted:
             continue
         true = {s: ps[s]["mean"] for s in predicted}
-        order = _top_by(predicted, list(predicted))
+        order = rank_by(predicted, list(predicted))
         running, best = [], -math.inf
         for s in order:
             best = max(best, true[s])

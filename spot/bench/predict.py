@@ -1,5 +1,5 @@
-"""Mixed-task inference against one-task-at-a-time: `spot.serve.run_requests` (prompts and
-label sets mixed inside each batch) versus `spot.serve.run_grouped` on the same requests."""
+"""Mixed-task inference against one-task-at-a-time: `spot.workflows.serve.run_requests` (prompts and
+label sets mixed inside each batch) versus `spot.workflows.serve.run_grouped` on the same requests."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def make_requests(num_tasks: int, num_requests: int, emb_dim: int, prompt_length
                   seed: int) -> tuple[list, dict[str, np.ndarray]]:
     """Requests spread round-robin over `num_tasks` tasks, each with its own prompt; even
     tasks are classification (rank two or three labels), odd ones are open-ended."""
-    from spot.serve import Request
+    from spot.workflows.serve import Request
 
     rng = np.random.default_rng(seed)
     words = ["alpha", "beta", "gamma", "delta", "river", "stone", "light", "quiet", "seven"]
@@ -56,7 +56,7 @@ def bench_predict(model: str = "test_tiny", *, random_weights: bool = True,
 
     from spot.model.api import T5
     from spot.bench.train_step import build_model
-    from spot.serve import run_grouped, run_requests
+    from spot.workflows.serve import run_grouped, run_requests
 
     for name, value in (("tasks", tasks), ("requests", requests), ("batch", batch),
                         ("input_length", input_length), ("max_length", max_length),

@@ -46,7 +46,7 @@ def build_model(model: str, *, random_weights: bool, checkpoint: str = "", dtype
                               f"{', '.join(T5Config.preset_names())}") from None
     else:
         from spot.model.api import load_t5
-        from spot.train.run import resolve_model_path
+        from spot.train.model_paths import resolve_model_path
 
         t5 = load_t5(resolve_model_path(model, checkpoint), "float32")
         cfg = t5.config

@@ -60,7 +60,7 @@ def backbone() -> None:
                    "0 = never. Changes neither the weights nor the cache key.")
 def build(force: bool, seed: int, sets: tuple[str, ...], diagnose_every: int) -> None:
     """Pretrain it (span corruption, then prefix-LM adaptation); cached and reused."""
-    from spot.data.offline.backbone import build_backbone
+    from spot.train.pretrain import build_backbone
 
     path = build_backbone(_recipe(seed, sets), force=force, diagnose_every=diagnose_every,
                           log=lambda s: click.echo(s, err=True))
@@ -83,7 +83,7 @@ def info(seed: int, sets: tuple[str, ...], diagnose: bool) -> None:
     report.pop("history", None)
     result = {"path": str(path), **report}
     if diagnose:
-        from spot.data.offline.backbone import diagnose as run_diagnosis
+        from spot.train.pretrain import diagnose as run_diagnosis
 
         result["diagnosis"] = run_diagnosis(path)["heldout"]
     click.echo(json.dumps(result, indent=2))

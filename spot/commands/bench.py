@@ -127,8 +127,8 @@ def predict_cmd(model, checkpoint, random_weights, tasks, requests, batch, input
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One line of JSON.")
 def retrieval_cmd(root, entries, emb_dim, prompt_length, queries, metric, k, seed, as_json):
-    """Time ranking a prompt library (spot.retrieval.benchmark.benchmark_rank)."""
-    from spot.retrieval.benchmark import benchmark_rank
+    """Time ranking a prompt library (spot.bench.retrieval.benchmark_rank)."""
+    from spot.bench.retrieval import benchmark_rank
 
     _emit(benchmark_rank(root, entries=entries, emb_dim=emb_dim, prompt_length=prompt_length,
                          queries=queries, metric=metric, k=k, seed=seed,
@@ -145,8 +145,8 @@ def retrieval_cmd(root, entries, emb_dim, prompt_length, queries, metric, k, see
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One line of JSON.")
 def pipeline_cmd(task, vocab, batch, input_length, target_length, steps, seed, as_json):
-    """Time the input pipeline (spot.data.pipeline.benchmark)."""
-    from spot.data.pipeline import benchmark
+    """Time the input pipeline (spot.bench.pipeline.benchmark)."""
+    from spot.bench.pipeline import benchmark
     from spot.errors import ConfigError
 
     for name, value in (("batch", batch), ("input_length", input_length),

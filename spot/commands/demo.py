@@ -18,14 +18,14 @@ def demo(out, source_steps, target_steps, k, seed):
     source, retrieve sources by task embedding, and write the tables and figures."""
     import dataclasses
 
-    from spot.demo import DemoConfig, run_demo
+    from spot.workflows.demo import DemoConfig, run_demo
 
     changes = {"out": out}
     for name, value in (("source_steps", source_steps), ("target_steps", target_steps),
                         ("k", k), ("seed", seed)):
         if value is not None:
             changes[name] = value
-    from spot.demo import render_tables
+    from spot.workflows.demo import render_tables
 
     report = run_demo(dataclasses.replace(DemoConfig(), **changes),
                       log=lambda s: click.echo(s, err=True))

@@ -217,7 +217,7 @@ def affinity_train(results, library_root, out, variant, model, beta, steps, eval
     t5 = None
     if variant == "encoder":
         from spot.model.api import load_t5
-        from spot.train.run import resolve_model_path
+        from spot.train.model_paths import resolve_model_path
 
         if not model:
             raise click.UsageError("--variant encoder needs --model")

@@ -1,7 +1,7 @@
 """`spot study ...`: transfer studies (`run`, `collect`) and their analysis (`summarize`, `plot`).
 
 `spot study run` takes the model and training flags of `spot train-source` (built into a
-`RunConfig` by `spot.commands.train.build_config`) and runs `spot.study.run_study` on one
+`RunConfig` by `spot.commands.train.build_config`) and runs `spot.workflows.study.run_study` on one
 shard of the sources x targets x seeds grid.
 """
 
@@ -172,7 +172,7 @@ def run_cmd(sources: str, targets: str, seeds: int, out_dir: str, shard: str,
     """
     from spot.data.local import register_task_file
     from spot.errors import ConfigError, DataError
-    from spot.study import collect, owns, parse_shard, plan, run_study
+    from spot.workflows.study import collect, owns, parse_shard, plan, run_study
 
     from .train import build_config
 
@@ -208,7 +208,7 @@ def run_cmd(sources: str, targets: str, seeds: int, out_dir: str, shard: str,
 @click.argument("out_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
 def collect_cmd(out_dir: str) -> None:
     """Merge the finished rows of every shard of the study folder OUT into OUT/results.csv."""
-    from spot.study import collect, read_rows
+    from spot.workflows.study import collect, read_rows
 
     path = collect(out_dir)
     rows = [r for r in read_rows(Path(out_dir)) if r["source"] != "source"]

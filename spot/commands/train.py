@@ -215,7 +215,7 @@ def predict_cmd(prompt_path, library_root, input_path, output_path, task, model,
     import contextlib
 
     from spot.fileio import atomic_open
-    from spot.serve import check_output_spares_inputs, predict_jsonl
+    from spot.workflows.serve import check_output_spares_inputs, predict_jsonl
 
     if bool(prompt_path) == bool(library_root):
         raise click.UsageError("give exactly one of --prompt or --library")

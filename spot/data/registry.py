@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from spot.data import mixtures as MX
 from spot.data import scoring, sources
+from spot.data.tables import read_table
 from spot.data.tasks import FILE, TFDS, FILE_TASKS, TFDS_TASKS, FileTaskDef, TfdsTaskDef
 from spot.errors import DataError
 
@@ -187,8 +188,6 @@ class _FileBackend:
         return (str(path.resolve()), st.st_size, st.st_mtime_ns)
 
     def _rows(self, split: str, path: Path) -> Iterator[dict]:
-        from spot.data.local import read_table
-
         yield from read_table(path, required=self.d.columns)
 
     def iter_examples(self, split: str, download: bool) -> Iterator[dict]:

@@ -39,7 +39,14 @@ _PRESETS: dict[str, dict[str, Any]] = {
                       num_encoder_layers=2, num_decoder_layers=2,
                       relative_attention_num_buckets=8, relative_attention_max_distance=16),
 }
+T5_1_1_SIZES = ("small", "base", "large", "xl", "xxl")  # the released LM-adapted sizes
 _ALIASES = {name.removeprefix("t5_1_1_"): name for name in _PRESETS if name.startswith("t5_1_1_")}
+
+
+def canonical_preset(name: str) -> str:
+    """`t5_1_1_<size>` for a bare size name (small .. xxl, or a test size); any other name
+    unchanged."""
+    return _ALIASES.get(name, name)
 
 _ACTIVATIONS = ("gelu", "relu", "linear", "silu")
 
@@ -86,7 +93,7 @@ class T5Config:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "T5Config":
         """A named size: small, base, large, xl, xxl (also `t5_1_1_<size>`), or a test size."""
-        key = _ALIASES.get(name, name)
+        key = canonical_preset(name)
         if key not in _PRESETS:
             raise ConfigError(
                 f"unknown T5 preset {name!r}; known: {', '.join(sorted(_PRESETS))}")

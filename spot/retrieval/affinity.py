@@ -303,7 +303,7 @@ def leave_one_target_out(pairs: Sequence[Pair], embeddings: Mapping[str, Sequenc
                          ks: Sequence[int] = (1, 3)) -> dict[str, dict[str, float]]:
     """Rank quality of the scorer (trained without each target in turn) beside the six
     similarity metrics, averaged over targets: Spearman, Pearson, Regret@k."""
-    from spot.analysis.transfer import ranking_quality
+    from spot.retrieval.quality import ranking_quality
     from spot.retrieval.similarity import METRICS, task_similarity
 
     targets = sorted({p.target for p in pairs})

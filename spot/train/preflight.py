@@ -57,7 +57,7 @@ def _remote_host(url: str) -> str | None:
 
 def check_model(config: RunConfig) -> None:
     from spot.model import checkpoints_hf as hf
-    from spot.train.run import EMBEDDED_MODEL, resolve_model_path
+    from spot.train.model_paths import EMBEDDED_MODEL, resolve_model_path
 
     m = config.model
     if m.random_weights or (m.name == EMBEDDED_MODEL and not m.checkpoint):
@@ -83,7 +83,7 @@ def check_model(config: RunConfig) -> None:
 
 def check_vocab(config: RunConfig) -> None:
     from spot.data.vocab import DEFAULT_VOCAB
-    from spot.train.run import _VOCAB_FILES, EMBEDDED_MODEL, resolve_model_path
+    from spot.train.model_paths import EMBEDDED_MODEL, VOCAB_FILES, resolve_model_path
 
     vocab = config.data.vocab
     if not vocab:
@@ -92,14 +92,14 @@ def check_vocab(config: RunConfig) -> None:
             return
         path = resolve_model_path(m.name, m.checkpoint)
         if "://" not in path and Path(path).is_dir() and any(
-                (Path(path) / n).is_file() for n in _VOCAB_FILES):
+                (Path(path) / n).is_file() for n in VOCAB_FILES):
             return
         if "://" in path:
             return  # check_model has already judged the remote store
         if not Path(path).exists():
             return  # a hub model: its vocabulary is T5's, fetched with it
         vocab = DEFAULT_VOCAB
-        how = (f"no vocabulary beside the checkpoint ({', '.join(_VOCAB_FILES)}), so T5's "
+        how = (f"no vocabulary beside the checkpoint ({', '.join(VOCAB_FILES)}), so T5's "
                f"public one is needed")
     else:
         how = "data.vocab (--vocab)"

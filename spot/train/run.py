@@ -6,7 +6,6 @@ notebooks call `spot.train.run.train(config)` directly.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,27 +13,7 @@ from spot.config import RunConfig, validate
 from spot.errors import ConfigError
 from spot.model.api import T5, load_t5, random_t5, resolve_dtype
 from spot.model.t5 import T5Config
-
-SIZES = ("small", "base", "large", "xl", "xxl")
-DEFAULT_CHECKPOINTS = {
-    f"t5_1_1_{s}": f"gs://t5-data/pretrained_models/t5x/t5_1_1_lm100k_{s}/checkpoint_1100000"
-    for s in SIZES}
-_VOCAB_FILES = ("spiece.model", "sentencepiece.model", "vocab.model")
-EMBEDDED_MODEL = "embedded"  # the tiny backbone the project pretrains itself (spot backbone)
-
-
-def resolve_model_path(name: str, checkpoint: str = "") -> str:
-    if checkpoint:
-        return checkpoint
-    if name == EMBEDDED_MODEL:
-        from spot.data.offline.backbone import backbone_path
-
-        return str(backbone_path())
-    preset = {s: f"t5_1_1_{s}" for s in SIZES}.get(name, name)
-    if preset in DEFAULT_CHECKPOINTS:
-        return DEFAULT_CHECKPOINTS[preset]
-    return name
-
+from spot.train.model_paths import resolve_model_path, resolve_vocab
 
 def build_model(config: RunConfig) -> T5:
     m = config.model
@@ -51,20 +30,6 @@ def build_model(config: RunConfig) -> T5:
             raise ConfigError("model.random_weights needs a preset name as model.name") from None
         return random_t5(cfg, seed=config.train.seed, dtype=dtype, **options)
     return load_t5(resolve_model_path(m.name, m.checkpoint), dtype, **options)
-
-
-def resolve_vocab(config: RunConfig) -> Any:
-    """data.vocab if set; else a SentencePiece file shipped beside the checkpoint; else T5's."""
-    from spot.data.vocab import DEFAULT_VOCAB, load_vocabulary
-
-    if config.data.vocab:
-        return load_vocabulary(config.data.vocab)
-    path = resolve_model_path(config.model.name, config.model.checkpoint)
-    if "://" not in path and os.path.isdir(path):
-        for name in _VOCAB_FILES:
-            if (Path(path) / name).is_file():
-                return load_vocabulary(Path(path) / name)
-    return load_vocabulary(DEFAULT_VOCAB)
 
 
 def default_out_dir(config: RunConfig) -> Path:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from spot.config import OptimizerConfig
+from spot.model.loss import cross_entropy
 from spot.model.prompt import effective_prompt
 from spot.model.t5 import Transformer
 
@@ -96,24 +97,6 @@ def layerwise(optimizer: optax.GradientTransformation,
         {n: optimizer if n == "flat" else per_layer(optimizer) for n in names}, labels)
 
 
-def cross_entropy(logits_BTV: jax.Array, targets_BT: jax.Array, weights_BT: jax.Array,
-                  z_loss: float) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Token cross-entropy (plus t5x's z-loss on log Z) averaged over real target tokens."""
-    logits_BTV = logits_BTV.astype(jnp.float32)
-    log_z_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
-    target_logit_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
-    nll_BT = log_z_BT - target_logit_BT
-    z_BT = z_loss * jnp.square(log_z_BT)
-    num_tokens = jnp.maximum(jnp.sum(weights_BT), 1.0)
-    nll = jnp.sum(nll_BT * weights_BT) / num_tokens
-    z = jnp.sum(z_BT * weights_BT) / num_tokens
-    correct = (jnp.argmax(logits_BTV, axis=-1) == targets_BT).astype(jnp.float32)
-    metrics = {"loss": nll + z, "cross_entropy": nll, "z_loss": z,
-               "token_accuracy": jnp.sum(correct * weights_BT) / num_tokens,
-               "num_tokens": jnp.sum(weights_BT)}
-    return nll + z, metrics
-
-
 def split_trainable(trainable: dict, frozen: dict) -> tuple[dict, jax.Array | None]:
     """(model params, prompt) for either mode: prompt tuning keeps the model in `frozen`;
     model tuning keeps every weight in `trainable["params"]` and uses no prompt."""
@@ -171,18 +154,3 @@ def jit_train_step(step_fn: Callable, mesh, state: State, frozen: dict, *,
     jitted = jax.jit(step_fn, in_shardings=(state_sh, frozen_sh, batch_sh),
                      out_shardings=(state_sh, None), donate_argnums=(0,))
     return jitted, state_sh, frozen_sh, batch_sh
-
-
-def make_eval_loss(module: Transformer, z_loss: float):
-    """Teacher-forced validation loss (deterministic: no dropout)."""
-
-    def eval_loss(trainable: dict, frozen: dict, batch: Batch) -> dict:
-        params, prompt = split_trainable(trainable, frozen)
-        logits = module.apply({"params": params}, batch["encoder_input_tokens"],
-                              batch["decoder_input_tokens"], prompt=prompt, deterministic=True,
-                              decoder_target_tokens=batch["decoder_target_tokens"])
-        _, metrics = cross_entropy(logits, batch["decoder_target_tokens"],
-                                   batch["decoder_loss_weights"], z_loss)
-        return metrics
-
-    return eval_loss

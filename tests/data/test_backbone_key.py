@@ -11,6 +11,7 @@ import time
 import pytest
 
 from spot.data.offline import backbone
+from spot.train import pretrain
 from spot.errors import CheckpointError
 
 TINY = backbone.BackboneRecipe(reconstruct_steps=1, span_steps=1, prefix_lm_steps=1,
@@ -52,7 +53,7 @@ def test_other_corpus_or_vocabulary_is_another_cache_entry(private_cache, tmp_pa
                                                            monkeypatch):
     from spot.data.offline import sources
 
-    built = backbone.build_backbone(TINY, log=lambda s: None, progress=False)
+    built = pretrain.build_backbone(TINY, log=lambda s: None, progress=False)
     assert backbone.backbone_path(TINY) == built
     made = (built / "pretraining.json").read_bytes()
 
@@ -78,7 +79,7 @@ def test_other_corpus_or_vocabulary_is_another_cache_entry(private_cache, tmp_pa
     monkeypatch.setattr(backbone, "vocabulary_path", lambda recipe, build=True: other)
     with pytest.raises(CheckpointError, match="not built yet"):
         backbone.backbone_path(TINY)
-    rebuilt = backbone.build_backbone(TINY, log=lambda s: None, progress=False)
+    rebuilt = pretrain.build_backbone(TINY, log=lambda s: None, progress=False)
     assert rebuilt != built and backbone.backbone_path(TINY) == rebuilt
     assert (built / "pretraining.json").read_bytes() == made
     from spot.model.checkpoints import load_native

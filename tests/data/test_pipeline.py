@@ -142,7 +142,9 @@ def test_clear_errors(vocab):
 
 
 def test_benchmark_reports_throughput(vocab):
-    r = pipeline.benchmark(vocab=vocab, steps=5, examples_per_task=64, resume_step=1000)
+    from spot.bench.pipeline import benchmark
+
+    r = benchmark(vocab=vocab, steps=5, examples_per_task=64, resume_step=1000)
     assert r["members"] == 8 and r["train_examples"] == 8 * 64
     assert r["examples_per_s"] > 0 and r["resume_first_batch_s"] >= 0
 

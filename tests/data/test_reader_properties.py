@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from spot.analysis.transfer import read_results
-from spot.data.local import read_table, register_task_file
+from spot.data.local import register_task_file
+from spot.data.tables import read_table
 from spot.errors import SpotError
 
 SETTINGS = settings(max_examples=150, deadline=None,

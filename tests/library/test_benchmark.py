@@ -7,7 +7,7 @@ import pytest
 
 from spot.errors import ConfigError, LibraryError
 from spot.library.store import PromptLibrary
-from spot.retrieval.benchmark import benchmark_rank
+from spot.bench.retrieval import benchmark_rank
 
 
 @pytest.mark.parametrize("metric", ["per_token_cosine", "avg_cosine", "avg_euclidean"])

@@ -113,7 +113,7 @@ def enable_compilation_cache() -> None:
 def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     from spot.analysis import plots
     from spot.analysis.transfer import markdown_table, ranking_quality, summarize
-    from spot.data.offline.backbone import build_backbone
+    from spot.train.pretrain import build_backbone
     from spot.data.offline.suite import SOURCE_TASKS, TARGET_TASKS
     from spot.data.vocab import load_vocabulary
     from spot.library.store import PromptLibrary

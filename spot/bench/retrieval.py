@@ -160,7 +160,7 @@ def benchmark_rank(root: str | None, *, entries: int = 100_000, emb_dim: int = 7
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m spot.retrieval.benchmark [--root DIR] ...`: print the result as JSON."""
+    """`python -m spot.bench.retrieval [--root DIR] ...`: print the result as JSON."""
     import argparse
     import json
 
