@@ -26,7 +26,9 @@ def seqio_name(name: str, vocab: Any) -> str:
 
 
 def _dataset_fn(info: registry.TaskInfo):
-    import tensorflow as tf
+    from spot.quiet import import_tensorflow
+
+    tf = import_tensorflow()
 
     spec = {"inputs": tf.TensorSpec((), tf.string), "targets": tf.TensorSpec((), tf.string)}
 
@@ -50,7 +52,9 @@ def _metric_fn(info: registry.TaskInfo):
 
 def seqio_task(name: str, vocab: Any):
     """The seqio Task (or Mixture, for a mixture name) of `name` tokenized with `vocab`."""
-    import seqio
+    from spot.quiet import import_seqio
+
+    seqio = import_seqio()
 
     info = registry.get(name)
     if info.is_mixture:
@@ -82,7 +86,9 @@ def seqio_task(name: str, vocab: Any):
 
 def seqio_mixture(name: str, vocab: Any, K: int | None = None):
     """A seqio Mixture with the examples-proportional rates min(n, K)."""
-    import seqio
+    from spot.quiet import import_seqio
+
+    seqio = import_seqio()
 
     info = registry.get(name)
     if not info.is_mixture:

@@ -70,7 +70,9 @@ def prepared_num_examples(tfds_name: str, tfds_split: str) -> int | None:
 def iter_tfds(tfds_name: str, tfds_split: str, *, download: bool,
               shuffle_files: bool = False, seed: int = 0) -> Iterator[dict[str, Any]]:
     """Raw examples (numpy values) of one TFDS split, in a deterministic order."""
-    import seqio
+    from spot.quiet import import_seqio
+
+    seqio = import_seqio()
 
     try:
         source = seqio.TfdsDataSource(tfds_name, splits={tfds_split: tfds_split},

@@ -52,7 +52,9 @@ def load_vocabulary(path: str | os.PathLike | None = None, extra_ids: int = 100)
     Local files are opened and parsed now, so a missing or corrupt file fails here with a
     `DataError` instead of deep inside the first batch.
     """
-    import seqio
+    from spot.quiet import import_seqio
+
+    seqio = import_seqio()
 
     raw = str(path) if path is not None else DEFAULT_VOCAB
     key_path = raw if _is_remote(raw) else str(Path(raw).expanduser().resolve())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +50,9 @@ class MetricWriter:
     def _write_tb(self, step: int, kind: str, values: dict[str, Any]) -> None:
         try:
             if self._tb is None:
-                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-                import tensorflow as tf
+                from spot.quiet import import_tensorflow
+
+                tf = import_tensorflow()
 
                 self._tb = (tf, tf.summary.create_file_writer(str(self.tb_dir)))
             tf, writer = self._tb
