@@ -72,7 +72,8 @@ def plot_transfer_heatmap(summary: Mapping[str, Any], out_stem: str | os.PathLik
         for i, s in enumerate(sources):
             v = values[i, j]
             if annotate and np.isfinite(v):
-                ax.text(j, i, f"{v:.0f}".replace("-0", "0") if round(v) == 0 else f"{v:.0f}", ha="center", va="center", fontsize=8,
+                label = f"{v:.0f}".replace("-0", "0") if round(v) == 0 else f"{v:.0f}"
+                ax.text(j, i, label, ha="center", va="center", fontsize=8,
                         color="white" if abs(v) > 0.6 * span else "black",
                         fontweight="bold" if s == best else "normal")
             if s == best:
