@@ -1,8 +1,8 @@
 """Fixed cost of one short training run inside a process that has already run others.
 
 A study (`spot demo`, `spot study`) runs dozens of short runs with one frozen model and the
-same shapes. The loop keeps the jitted train step of earlier runs of the process
-(`spot.train.loop._STEP_CACHE`); this script times runs of `--steps` steps with that cache
+same shapes. They share the jitted train step of earlier runs through one
+`spot.train.step_cache.StepCache`; this script times runs of `--steps` steps with that cache
 kept (`reused`) against runs that start with it emptied (`rebuilt`: trace the step again and,
 with the persistent compilation cache on, read the executable back from disk), interleaved
 in one process so both see the same machine load.
@@ -40,6 +40,7 @@ def main() -> None:
     from spot.model.api import random_t5
     from spot.model.prompt import init_uniform
     from spot.train import loop
+    from spot.train.step_cache import StepCache
     from tests.train.synthetic import loop_config, synthetic_batches
 
     tmp = Path(tempfile.mkdtemp(prefix="spot-bench-overhead-"))
@@ -49,6 +50,7 @@ def main() -> None:
     cfg = model_config(BackboneRecipe(), 8000)
     t5 = random_t5(cfg, seed=0)
     prompt = init_uniform(0, 20, cfg.emb_dim)
+    cache = StepCache()
 
     def one(name: str) -> float:
         config = loop_config(tmp / name, **{
@@ -56,17 +58,18 @@ def main() -> None:
             "train.checkpoint_every": args.steps, "train.embedding_step": 1,
             "train.log_every": args.steps, "prompt.length": 20, "model.name": "embedded"})
         t0 = time.perf_counter()
-        loop.run_loop(config, out_dir=config.train.out_dir, module=t5.module, frozen=t5.params,
-                      initial_trainable=lambda: loop.trainable_from_prompt(
-                          prompt, reparameterize=False, hidden=8, seed=0),
-                      batches=synthetic_batches(batch=16, length=16, vocab=cfg.vocab_size),
-                      evaluate=None, metadata={"task": "synthetic"}, log=lambda s: None)
+        loop.run_loop(config, loop.RunPieces(
+            out_dir=config.train.out_dir, module=t5.module, frozen=t5.params,
+            initial_trainable=lambda: loop.trainable_from_prompt(
+                prompt, reparameterize=False, hidden=8, seed=0),
+            batches=synthetic_batches(batch=16, length=16, vocab=cfg.vocab_size),
+            metadata={"task": "synthetic"}), log=lambda s: None, step_cache=cache)
         return time.perf_counter() - t0
 
     one("warmup")  # the first compilation (and the disk cache entry) for both arms
     times: dict[str, list[float]] = {"rebuilt": [], "reused": []}
     for i in range(args.runs):
-        loop._STEP_CACHE.clear()
+        cache.clear()
         times["rebuilt"].append(one(f"rebuilt{i}"))
         times["reused"].append(one(f"reused{i}"))  # the step rebuilt just before is reused
     med = {k: statistics.median(v) for k, v in times.items()}

@@ -1,6 +1,8 @@
 """The `spot` command line: a thin click group.
 
-Each concern registers its commands in `spot/commands/<concern>.py`; those modules import
+`spot ...` and `python -m spot ...` (spot/__main__.py) both run `main`. Each concern
+registers its commands in `spot/commands/<concern>.py` (flags several commands share are
+declared once, in `spot/commands/options.py`); those modules import
 heavy libraries (jax, tensorflow) inside the command functions so `spot --help` stays fast.
 Errors caused by user input (`SpotError`) and file operations the system refuses (an
 `OSError` naming its file) print one clear line and exit with status 2.

@@ -4,6 +4,10 @@ A run is fully described by a `RunConfig`; the CLI only parses flags into overri
 Unknown keys and values of the wrong type fail before anything heavy starts.
 
 Precedence (lowest to highest): dataclass defaults < TOML file(s) < CLI flags < `--set`.
+Values that depend on the training mode (learning rate, factored statistics, the stored
+weights' dtype) default to "unset" and are filled by `resolve` (which `validate` runs) from
+the mode's recipe in `MODE_DEFAULTS`, so every entry point, a notebook included, gets the
+same recipe, and a value set anywhere wins.
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ import dataclasses
 import json
 import math
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping
 
 from spot.errors import ConfigError
+from spot.model.prompt import INITIALIZERS
+from spot.model.t5_config import ATTENTION_IMPLS, DTYPE_CHOICES
+from spot.model.t5_config import REMAT_POLICIES as _MODEL_REMAT_POLICIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,9 +34,13 @@ class ModelConfig:
     name: str = "t5_1_1_base"
     checkpoint: str = ""  # overrides the preset's default checkpoint location when set
     dtype: str = "auto"  # compute dtype: auto = bfloat16 on GPU/TPU, float32 on CPU
-    param_dtype: str = "auto"  # frozen weights: auto = bfloat16 on GPU/TPU, float32 on CPU
+    # Stored weights: auto = bfloat16 on GPU/TPU, float32 on CPU; resolves to float32 in
+    # model tuning (trained weights stay in float32) unless set explicitly.
+    param_dtype: str = "auto"
     attention_impl: str = "xla"  # xla | fused (jax.nn.dot_product_attention where no dropout)
-    remat: bool = False  # rematerialize each layer in the backward pass (memory for compute)
+    # Rematerialize each layer in the backward pass (memory for compute): none | full (keep
+    # only layer inputs) | dots (also keep weight-matmul outputs). true/false mean full/none.
+    remat: str = "none"
     scan_layers: bool = False  # one nn.scan per stack: compile time independent of depth
     random_weights: bool = False  # benchmarks only: skip loading, use t5x's random init
 
@@ -48,15 +60,26 @@ class PromptConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """Adafactor as in the prompt-tuning recipe (constant lr 0.3, decoupled weight decay)."""
+    """Adafactor with constant learning rate and decoupled weight decay.
 
-    learning_rate: float = 0.3
+    `learning_rate` and `factored` left unset (None) take the training mode's recipe when
+    the config is resolved (`RunConfig.resolve`, see `MODE_DEFAULTS`): prompt tuning 0.3
+    unfactored, model tuning 1e-3 factored. A value set anywhere wins.
+    """
+
+    learning_rate: float | None = None
     weight_decay: float = 1e-5
     decay_rate: float = 0.8
     clipping_threshold: float = 1.0
     epsilon: float = 1e-30
-    factored: bool = False  # the prompt stays unfactored; model tuning factors big matrices
+    factored: bool | None = None  # the prompt stays unfactored; model tuning factors matrices
     z_loss: float = 1e-4
+
+    def resolve(self, mode: str = "prompt") -> "OptimizerConfig":
+        """Fill the unset fields from `mode`'s recipe."""
+        unset = {k: v for k, v in MODE_DEFAULTS[mode].get("optimizer", {}).items()
+                 if getattr(self, k) is None}
+        return dataclasses.replace(self, **unset) if unset else self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,12 +138,60 @@ class RunConfig:
     def task_or_mixture(self) -> str:
         return self.data.mixture or self.data.task
 
+    def resolve(self) -> "RunConfig":
+        """The config with every mode-dependent default filled in (idempotent)."""
+        return resolve(self)
 
+
+# The paper's recipe per training mode: what an unset (None / "auto") value becomes when the
+# config is resolved. Prompt tuning: Adafactor at 0.3 with unfactored statistics; model
+# tuning: Adafactor at 1e-3 with factored statistics and float32 weights.
+MODE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "prompt": {"optimizer": {"learning_rate": 0.3, "factored": False}},
+    "model": {"optimizer": {"learning_rate": 1e-3, "factored": True},
+              "model": {"param_dtype": "float32"}},
+}
+_UNSET = {("model", "param_dtype"): "auto"}  # sentinels other than None
+
+REMAT_POLICIES = ("none", *_MODEL_REMAT_POLICIES)  # none, then the model's own policies
+_REMAT_BOOLS = {"true": "full", "1": "full", "yes": "full",
+                "false": "none", "0": "none", "no": "none"}
+
+
+def _remat_value(value: Any) -> Any:
+    """Old configs spell `model.remat` as a boolean: true = full, false = none."""
+    if isinstance(value, bool):
+        return "full" if value else "none"
+    if isinstance(value, str) and value.lower() in _REMAT_BOOLS:
+        return _REMAT_BOOLS[value.lower()]
+    return value
+
+
+def resolve(config: RunConfig) -> RunConfig:
+    """Fill unset values from the training mode's recipe (`MODE_DEFAULTS`); explicit values
+    are kept. The result round-trips through `to_json` / `from_dict`."""
+    mode = config.train.mode
+    optimizer = config.optimizer.resolve(mode if mode in MODE_DEFAULTS else "prompt")
+    model_changes: dict[str, Any] = {}
+    for key, value in MODE_DEFAULTS.get(mode, {}).get("model", {}).items():
+        if getattr(config.model, key) == _UNSET.get(("model", key)):
+            model_changes[key] = value
+    remat = _remat_value(config.model.remat)
+    if remat != config.model.remat:
+        model_changes["remat"] = remat
+    if optimizer is config.optimizer and not model_changes:
+        return config
+    return dataclasses.replace(config, optimizer=optimizer,
+                               model=dataclasses.replace(config.model, **model_changes))
+
+
+# Choices that name model options come from the model's own constants (one list each).
 _CHOICES = {
-    ("model", "dtype"): ("auto", "float32", "bfloat16"),
-    ("model", "param_dtype"): ("auto", "float32", "bfloat16"),
-    ("model", "attention_impl"): ("xla", "fused"),
-    ("prompt", "init"): ("uniform", "sampled_vocab", "class_labels", "text", "file"),
+    ("model", "dtype"): DTYPE_CHOICES,
+    ("model", "param_dtype"): DTYPE_CHOICES,
+    ("model", "attention_impl"): ATTENTION_IMPLS,
+    ("model", "remat"): REMAT_POLICIES,
+    ("prompt", "init"): INITIALIZERS,
     ("train", "mode"): ("prompt", "model"),
     ("train", "eval_method"): ("auto", "rank", "decode"),
 }
@@ -133,6 +204,13 @@ def _field_types(cls) -> dict[str, Any]:
 def _coerce(section: str, key: str, value: Any, typ: Any) -> Any:
     where = f"{section}.{key}"
     origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):  # `float | None`: None means unset
+        if value is None:
+            return None
+        (typ,) = [t for t in typing.get_args(typ) if t is not type(None)]
+        origin = typing.get_origin(typ)
+    if (section, key) == ("model", "remat"):
+        value = _remat_value(value)
     if origin is tuple or typ is tuple:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
@@ -247,7 +325,9 @@ def from_dict(d: Mapping[str, Any]) -> RunConfig:
 
 
 def validate(config: RunConfig) -> RunConfig:
-    """Cross-field checks that individual types cannot express."""
+    """Resolve the mode-dependent defaults, then the cross-field checks that individual
+    types cannot express; returns the resolved config."""
+    config = resolve(config)
     d, t, p = config.data, config.train, config.prompt
     if bool(d.task) == bool(d.mixture):
         raise ConfigError("give exactly one of data.task (--task) or data.mixture (--mixture)")

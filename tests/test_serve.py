@@ -11,7 +11,8 @@ import pytest
 from spot.errors import DataError
 from spot.model.api import T5
 from spot.model.t5 import T5Config, init_params
-from spot.workflows.serve import Request, predict_jsonl, run_grouped, run_requests
+from spot.workflows.serve import (PredictConfig, Request, predict_jsonl, run_grouped,
+                                  run_requests)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,8 @@ def test_predict_jsonl_with_library_and_bad_lines(tmp_path, model_and_vocab):
     path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
     out = io.StringIO()
     warnings = []
-    report = predict_jsonl(t5, vocab, path, out, library_root=str(tmp_path / "lib"),
-                           input_length=48, batch_size=4, warn=warnings.append)
+    settings = PredictConfig(library_root=str(tmp_path / "lib"), input_length=48, batch_size=4)
+    report = predict_jsonl(t5, vocab, path, out, settings, warn=warnings.append)
     rows = [json.loads(x) for x in out.getvalue().splitlines()]
     assert report == {"written": 3, "skipped": 2}
     assert len(rows) == 5  # one output line per input line, in order
@@ -88,5 +89,6 @@ def test_predict_jsonl_with_library_and_bad_lines(tmp_path, model_and_vocab):
     assert "in.jsonl:4:" in rows[3]["error"] and rows[4]["k"] == 7
     assert len(warnings) == 2
     with pytest.raises(DataError, match="in.jsonl:3: unknown task"):
-        predict_jsonl(t5, vocab, path, io.StringIO(), library_root=str(tmp_path / "lib"),
-                      input_length=48, on_error="stop")
+        predict_jsonl(t5, vocab, path, io.StringIO(),
+                      PredictConfig(library_root=str(tmp_path / "lib"), input_length=48,
+                                    on_error="stop"))

@@ -17,7 +17,7 @@ import pytest
 
 from spot.config import RunConfig, apply_overrides
 from spot.errors import ConfigError
-from spot.workflows.study import collect, parse_shard, plan, run_study
+from spot.workflows.study import StudyConfig, collect, parse_shard, plan, run_study
 
 
 class FakeTrainer:
@@ -76,11 +76,11 @@ def test_plan_and_shard_parsing():
 
 
 def test_shards_cover_the_grid_once_and_reruns_skip(tmp_path, fake):
-    kw = dict(sources=["a", "b", "c"], targets=["t1", "t2"], seeds=2, out=tmp_path,
-              log=lambda s: None)
-    first = [run_study(_base(), shard=(i, 3), **kw) for i in range(3)]
+    kw = dict(sources=["a", "b", "c"], targets=["t1", "t2"], seeds=2, out=tmp_path)
+    quiet = lambda s: None  # noqa: E731
+    first = [run_study(_base(), StudyConfig(shard=(i, 3), **kw), log=quiet) for i in range(3)]
     # Target cells whose source prompt another shard trains later wait for a rerun.
-    second = [run_study(_base(), shard=(i, 3), **kw) for i in range(3)]
+    second = [run_study(_base(), StudyConfig(shard=(i, 3), **kw), log=quiet) for i in range(3)]
     assert sum(r["waiting"] for r in second) == 0
     total = sum(r["finished"] for r in first + second)
     assert total == len(plan(["a", "b", "c"], ["t1", "t2"], 2))
@@ -88,7 +88,7 @@ def test_shards_cover_the_grid_once_and_reruns_skip(tmp_path, fake):
     assert len(results) == 2 * 2 + 3 * 2 * 2  # baselines + transfers (source cells excluded)
     assert len({(r["source"], r["target"], r["seed"]) for r in results}) == len(results)
     calls = len(fake.calls)
-    run_study(_base(), shard=(0, 1), **kw)
+    run_study(_base(), StudyConfig(**kw), log=quiet)
     assert len(fake.calls) == calls  # everything finished: nothing retrained
     from spot.library.store import PromptLibrary
 
@@ -98,13 +98,32 @@ def test_shards_cover_the_grid_once_and_reruns_skip(tmp_path, fake):
 
 def test_crash_then_resume_loses_and_duplicates_nothing(tmp_path, monkeypatch, fake):
     fake.crash_on = "target-t1-from-b-s0"
-    kw = dict(sources=["a", "b"], targets=["t1"], seeds=1, out=tmp_path, log=lambda s: None)
+    grid = StudyConfig(sources=["a", "b"], targets=["t1"], seeds=1, out=tmp_path)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_study(_base(), **kw)
+        run_study(_base(), grid, log=lambda s: None)
     partial = len(_rows(next((tmp_path / "results").glob("shard-*.csv"))))
     assert partial >= 2
-    report = run_study(_base(), **kw)
+    report = run_study(_base(), grid, log=lambda s: None)
     assert report["skipped"] == partial
     rows = _rows(collect(tmp_path))
     assert sorted((r["source"], r["target"]) for r in rows) == [("a", "t1"), ("b", "t1"),
                                                                 ("none", "t1")]
+
+
+def test_first_seed_and_adjust_shape_every_cell(tmp_path, fake):
+    from spot.config import apply_overrides as override
+
+    assert [c.seed for c in plan(["a"], ["t"], 2, first_seed=5)] == [5, 6, 5, 6, 5, 6]
+    seen = []
+
+    def adjust(config):
+        seen.append(config.train.out_dir)
+        return override(config, {"data.input_length": 24})
+
+    grid = StudyConfig(sources=["a"], targets=["t"], seeds=1, first_seed=3, out=tmp_path,
+                       source_steps=7, target_steps=5)
+    report = run_study(_base(), grid, adjust=adjust, log=lambda s: None)
+    assert report["finished"] == 3 and set(report["seconds"]) == set(fake.calls)
+    assert sorted(fake.calls) == ["source-a-s3", "target-t-from-a-s3", "target-t-from-none-s3"]
+    assert len(seen) == 3
+    assert {r["seed"] for r in _rows(collect(tmp_path))} == {"3"}

@@ -58,12 +58,12 @@ def register_glue_like(vocab: Any, *, examples_per_task: int = 5000, seed: int =
                             "targets": labels[int(rng.integers(0, len(labels)))]})
             return out
 
-        registry.register_text_task(
+        registry.register_text_task(registry.TextTaskSpec(
             name, family="synthetic", load_split=load, metrics=("accuracy",),
             label_words=labels, source="offline",
             description=f"synthetic text shaped like GLUE {task}",
             num_examples={"train": examples_per_task,
-                          "validation": max(1, examples_per_task // 10)})
+                          "validation": max(1, examples_per_task // 10)}))
         names.append(name)
     mixture = f"synthetic_glue_{examples_per_task}_{seed}"
     registry.register_mixture(mixture, names, family="synthetic")

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from spot.errors import ConfigError
+from spot.bench.settings import PredictLoad, check_at_least
+from spot.config import RunConfig
 
 
 class ByteVocab:
@@ -48,44 +49,54 @@ def make_requests(num_tasks: int, num_requests: int, emb_dim: int, prompt_length
     return requests, prompts
 
 
-def bench_predict(model: str = "test_tiny", *, random_weights: bool = True,
-                  checkpoint: str = "", tasks: int = 4, requests: int = 64, batch: int = 16,
-                  input_length: int = 64, max_length: int = 8, prompt_length: int = 20,
-                  repeats: int = 3, dtype: str = "float32", seed: int = 0) -> dict[str, Any]:
-    import jax
-
-    from spot.model.api import T5
-    from spot.bench.train_step import build_model
+def _time_both(t5: Any, vocab: Any, reqs: list, prompts: dict[str, np.ndarray],
+               config: RunConfig, repeats: int) -> tuple[dict[str, list[float]], dict]:
+    """Seconds per pass of mixed and grouped batching (alternating), and each side's output."""
     from spot.workflows.serve import run_grouped, run_requests
 
-    for name, value in (("tasks", tasks), ("requests", requests), ("batch", batch),
-                        ("input_length", input_length), ("max_length", max_length),
-                        ("prompt_length", prompt_length), ("repeats", repeats)):
-        if value < 1:
-            raise ConfigError(f"{name} must be at least 1, got {value}")
-    cfg, module, params = build_model(model, random_weights=random_weights,
-                                      checkpoint=checkpoint, dtype=dtype, seed=seed)
-    t5 = T5(cfg, params, dtype)
-    vocab = ByteVocab(cfg.vocab_size)
-    reqs, prompts = make_requests(tasks, requests, cfg.emb_dim, prompt_length, seed)
-    kw = dict(input_length=input_length, max_length=max_length, batch_size=batch)
+    d = config.data
+    kw = dict(input_length=d.input_length, max_length=d.target_length, batch_size=d.batch_size)
+    sides = (("mixed", run_requests), ("grouped", run_grouped))
     timings: dict[str, list[float]] = {"mixed": [], "grouped": []}
-    outputs = {}
-    for name, fn in (("mixed", run_requests), ("grouped", run_grouped)):
-        outputs[name] = fn(t5, vocab, reqs, prompts, **kw)  # warm-up: compiles every shape
+    outputs = {name: fn(t5, vocab, reqs, prompts, **kw)  # warm-up: compiles every shape
+               for name, fn in sides}
     for _ in range(repeats):  # alternate so load from other processes hits both alike
-        for name, fn in (("mixed", run_requests), ("grouped", run_grouped)):
+        for name, fn in sides:
             t0 = time.perf_counter()
             fn(t5, vocab, reqs, prompts, **kw)
             timings[name].append(time.perf_counter() - t0)
+    return timings, outputs
+
+
+def bench_predict(config: RunConfig, load: PredictLoad = PredictLoad()) -> dict[str, Any]:
+    """Mixed-task batches against one task at a time on the same requests: batches of
+    `data.batch_size`, inputs cut to `data.input_length`, `data.target_length` decoded
+    tokens (`spot.bench.settings.PREDICT_DEFAULTS`)."""
+    import jax
+
+    from spot.bench.train_step import build_model
+    from spot.model.api import T5
+
+    config = config.resolve()
+    d = config.data
+    check_at_least(1, tasks=load.tasks, requests=load.requests, batch=d.batch_size,
+                   input_length=d.input_length, max_length=d.target_length,
+                   prompt_length=config.prompt.length, repeats=load.repeats)
+    cfg, module, params = build_model(config.model, seed=config.train.seed)
+    t5 = T5(cfg, params, config.model.dtype)
+    reqs, prompts = make_requests(load.tasks, load.requests, cfg.emb_dim, config.prompt.length,
+                                  config.train.seed)
+    timings, outputs = _time_both(t5, ByteVocab(cfg.vocab_size), reqs, prompts, config,
+                                  load.repeats)
     mixed, grouped = (statistics.median(timings[k]) for k in ("mixed", "grouped"))
     same = [a[0] == b[0] for a, b in zip(outputs["mixed"], outputs["grouped"])]
     return {
-        "benchmark": "predict", "model": model, "tasks": tasks, "requests": requests,
-        "batch": batch, "input_length": input_length, "max_length": max_length,
-        "prompt_length": prompt_length, "repeats": repeats,
-        "mixed_requests_per_sec": requests / mixed, "grouped_requests_per_sec": requests / grouped,
-        "mixed_s_median": mixed, "grouped_s_median": grouped, "speedup": grouped / mixed,
+        "benchmark": "predict", "model": config.model.name, "tasks": load.tasks,
+        "requests": load.requests, "batch": d.batch_size, "input_length": d.input_length,
+        "max_length": d.target_length, "prompt_length": config.prompt.length,
+        "repeats": load.repeats, "mixed_requests_per_sec": load.requests / mixed,
+        "grouped_requests_per_sec": load.requests / grouped, "mixed_s_median": mixed,
+        "grouped_s_median": grouped, "speedup": grouped / mixed,
         "predictions_agree": float(np.mean(same)), "device": str(jax.devices()[0].device_kind),
         "backend": jax.default_backend(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -1,17 +1,72 @@
 """`spot library ...`: add, list, show, remove, import, export and rank library entries.
 
-The library folder is `--root`, else `$SPOT_LIBRARY`, else `./spot_library`.
+The library folder is `--library DIR`, else `$SPOT_LIBRARY`, else `./spot_library`, for
+these commands and every other one that reads a library (`spot retrieve`, `spot transfer`,
+`spot affinity`, `spot bench retrieval`). `--root DIR`, the old spelling on `spot library`
+and `spot bench retrieval`, is still accepted but hidden from the help.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import click
+from click.core import ParameterSource
 
-_root_option = click.option("--root", envvar="SPOT_LIBRARY", default="spot_library", show_default=True,
-                            type=click.Path(file_okay=False), help="Library folder (env: SPOT_LIBRARY).")
+_OLD_ROOT = "_old_root_flag"
+
+
+def library_folder_option(dest: str = "root", *, old_root_flag: bool = False,
+                          temporary: bool = False) -> Callable[[Callable], Callable]:
+    """`--library DIR`, the one spelling of the library folder flag, stored as `dest`.
+
+    `old_root_flag` also accepts the deprecated `--root DIR` (hidden; `--library` wins only
+    when both are given and agree). `temporary`: no default folder and no environment
+    variable; None tells the command to use a temporary one (the benchmark).
+    """
+    folder = click.Path(file_okay=False)
+    if temporary:
+        main = click.option("--library", dest, default=None, type=folder,
+                            help="Library folder to build or reuse (default: a temporary one).")
+    else:
+        main = click.option("--library", dest, envvar="SPOT_LIBRARY", default="spot_library",
+                            show_default=True, show_envvar=True, type=folder,
+                            help="Prompt library folder.")
+
+    def decorate(fn: Callable) -> Callable:
+        if not old_root_flag:
+            return main(fn)
+
+        @functools.wraps(fn)
+        def with_old_flag(*args: Any, **kwargs: Any) -> Any:
+            old = kwargs.pop(_OLD_ROOT)
+            if old is not None:
+                given = click.get_current_context().get_parameter_source(dest) == ParameterSource.COMMANDLINE
+                if given and kwargs[dest] != old:
+                    raise click.UsageError("--root is the old spelling of --library; give only one of them")
+                kwargs[dest] = old
+            return fn(*args, **kwargs)
+
+        hidden = click.option("--root", _OLD_ROOT, default=None, type=folder, hidden=True,
+                              help="Deprecated spelling of --library.")
+        return main(hidden(with_old_flag))
+
+    return decorate
+
+
+_root_option = library_folder_option("root", old_root_flag=True)
+
+
+def command_library(root: str, *, create: bool = False):
+    """The library at `root`, closed when the running command ends (also on errors).
+
+    Closing the last connection lets SQLite checkpoint its write-ahead log and delete the
+    `-wal`/`-shm` files; a connection left open would leave them in the library folder.
+    """
+    return click.get_current_context().with_resource(_open(root, create=create))
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -43,14 +98,45 @@ def _open(root: str, create: bool = False):
 def _read(path: str):
     from pathlib import Path
 
-    from spot.library.store import read_prompt_file
+    from spot.library.import_export import read_prompt_file
 
     return read_prompt_file(Path(path))
 
 
+@dataclass(frozen=True)
+class _AddRequest:
+    """`spot library add`'s flags, parsed: what one `PromptLibrary.add` call gets."""
+
+    task: str
+    prompt_file: str
+    embedding_file: str | None
+    run: str | None
+    model: str
+    step: int | None
+    metrics: dict[str, float]
+    metadata: dict[str, Any]
+
+    @classmethod
+    def from_flags(cls, *, metrics: tuple[str, ...], meta: tuple[str, ...], **flags: Any) -> "_AddRequest":
+        from spot.errors import ConfigError
+
+        metric_values = {}
+        for name, text in _pairs(metrics, "--metric").items():
+            try:
+                metric_values[name] = float(text)
+            except ValueError:
+                raise ConfigError(f"--metric {name}={text!r}: the value must be a number") from None
+        metadata = {k: _metadata_value(v) for k, v in _pairs(meta, "--meta").items()}
+        return cls(metrics=metric_values, metadata=metadata, **flags)
+
+
 @click.group("library")
 def library() -> None:
-    """The prompt library: source prompts keyed by task embeddings."""
+    """The prompt library: source prompts keyed by task embeddings.
+
+    Every command takes the library folder as --library DIR (default: $SPOT_LIBRARY, else
+    ./spot_library).
+    """
 
 
 @library.command("add")
@@ -66,19 +152,13 @@ def library() -> None:
 @_root_option
 def add_cmd(task, prompt_file, embedding_file, run, model, step, metrics, meta, root) -> None:
     """Add a prompt (and optionally its task embedding)."""
-    from spot.errors import ConfigError
-
-    metric_values = {}
-    for name, text in _pairs(metrics, "--metric").items():
-        try:
-            metric_values[name] = float(text)
-        except ValueError:
-            raise ConfigError(f"--metric {name}={text!r}: the value must be a number") from None
-    metadata = {k: _metadata_value(v) for k, v in _pairs(meta, "--meta").items()}
+    request = _AddRequest.from_flags(task=task, prompt_file=prompt_file, embedding_file=embedding_file,
+                                     run=run, model=model, step=step, metrics=metrics, meta=meta)
     with _open(root, create=True) as lib:
-        entry = lib.add(task=task, prompt=_read(prompt_file),
-                        embedding=None if embedding_file is None else _read(embedding_file),
-                        run=run, model=model, step=step, metrics=metric_values, **metadata)
+        entry = lib.add(task=request.task, prompt=_read(request.prompt_file),
+                        embedding=None if request.embedding_file is None else _read(request.embedding_file),
+                        run=request.run, model=request.model, step=request.step, metrics=request.metrics,
+                        **request.metadata)
     click.echo(entry.id)
 
 

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import click
 
-from spot.commands.train import _common_options, build_config
+from spot.commands.options import training_options
+from spot.commands.library import command_library, library_folder_option
+from spot.commands.train import build_config
 
 
-def _library_option(fn):
-    return click.option("--library", "library_root", type=click.Path(file_okay=False),
-                        default=lambda: os.environ.get("SPOT_LIBRARY", "spot_library"),
-                        show_default="$SPOT_LIBRARY or ./spot_library",
-                        help="Prompt library folder.")(fn)
+_library_option = library_folder_option("library_root")  # the same --library as `spot library`
 
 
 def _target_embedding(target: str, embedding: str | None, flags: dict, log) -> list:
@@ -60,18 +58,17 @@ def _target_embedding(target: str, embedding: str | None, flags: dict, log) -> l
               "similarity-weighted average of the top-k prompts.")
 @click.option("--json", "as_json", is_flag=True)
 @_library_option
-@_common_options
+@training_options
 def retrieve(target, k, metric, embedding, write_init, strategy, as_json, library_root,
              dry_run, **flags):
     """Rank the library's source tasks for a target by task-embedding similarity."""
-    from spot.library.store import PromptLibrary
     from spot.model.prompt_files import save_prompt
     from spot.retrieval.similarity import check_k
     from spot.retrieval.strategies import ranked_sources, weighted_average
 
     check_k(k)
 
-    library = PromptLibrary(library_root, create=False)
+    library = command_library(library_root)
     if write_init:  # never over an input: the embedding, or a file of the library
         from spot.errors import ConfigError
         from spot.fileio import same_file
@@ -125,11 +122,10 @@ def retrieve(target, k, metric, embedding, write_init, strategy, as_json, librar
 @click.option("--metric", default="per_token_cosine", show_default=True)
 @click.option("--embedding", type=click.Path(exists=True))
 @_library_option
-@_common_options
+@training_options
 def transfer(target, strategy, k, metric, embedding, library_root, dry_run, **flags):
     """Targeted SPoT end to end: retrieve the top-k sources and train the target with them."""
     from spot.config import apply_overrides
-    from spot.library.store import PromptLibrary
     from spot.model.prompt_files import save_prompt
     from spot.retrieval.strategies import (best_of_top_k, mixture_of, ranked_sources,
                                            weighted_average)
@@ -141,7 +137,7 @@ def transfer(target, strategy, k, metric, embedding, library_root, dry_run, **fl
     if dry_run:
         click.echo(base.to_json())
         return
-    library = PromptLibrary(library_root, create=False)
+    library = command_library(library_root)
     log = lambda s: click.echo(s, err=True)  # noqa: E731
     query = _target_embedding(target, embedding, flags, log)
     top = ranked_sources(library, query, metric=metric, k=k, exclude=[target])
@@ -207,11 +203,10 @@ def _embeddings_by_task(library) -> dict:
 def affinity_train(results, library_root, out, variant, model, beta, steps, evaluate):
     """Fit the scorer on measured gains (library embeddings as inputs)."""
     from spot.analysis.transfer import read_results
-    from spot.library.store import PromptLibrary
     from spot.retrieval.affinity import (AffinityConfig, AffinityScorer, gains_from_results,
                                          leave_one_target_out)
 
-    library = PromptLibrary(library_root, create=False)
+    library = command_library(library_root)
     embeddings = _embeddings_by_task(library)
     pairs = gains_from_results(read_results(results))
     t5 = None
@@ -239,13 +234,12 @@ def affinity_train(results, library_root, out, variant, model, beta, steps, eval
 @_library_option
 def affinity_rank(scorer_path, embedding, target, k, library_root):
     """Rank the library's source tasks by predicted transfer gain."""
-    from spot.library.store import PromptLibrary
     from spot.model.prompt_files import load_prompt
     from spot.retrieval.affinity import AffinityScorer
     from spot.retrieval.similarity import check_k
 
     check_k(k, allow_none=True)
-    library = PromptLibrary(library_root, create=False)
+    library = command_library(library_root)
     scorer = AffinityScorer.load(scorer_path)
     pool = {t: runs for t, runs in _embeddings_by_task(library).items() if t != target}
     scores = scorer.score_pool([load_prompt(embedding)], pool)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from spot.commands import options
+
 
 @click.group("study")
 def study() -> None:
@@ -137,24 +139,17 @@ def _check_tasks(names: list[str], option: str) -> None:
               help="Run only this shard's cells (0 <= I < N); shards share nothing but --out.")
 @click.option("--library", "library_root", type=click.Path(file_okay=False),
               help="Prompt library for the source prompts (default: OUT/library).")
-@click.option("--model", "model", help="Preset (small, base, large, xl, xxl, embedded) "
-              "or checkpoint path / HF id / gs:// t5x path.")
-@click.option("--checkpoint", help="Checkpoint location overriding the preset's default.")
+@options.model_option
+@options.checkpoint_option
 @click.option("--steps", type=int, help="Training steps of every cell (train.steps).")
 @click.option("--source-steps", type=click.IntRange(min=1), help="Training steps of source cells.")
 @click.option("--target-steps", type=click.IntRange(min=1),
               help="Training steps of target cells (baselines and transfers).")
-@click.option("--batch-size", type=int, help="data.batch_size")
-@click.option("--vocab", help="SentencePiece model (default: beside the checkpoint, "
-              "else T5's public vocabulary).")
-@click.option("--mode", type=click.Choice(["prompt", "model"]),
-              help="prompt tuning (default) or model tuning (all weights; lr 1e-3).")
-@click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
-              help="TOML config file(s), applied in order before the flags.")
-@click.option("--set", "set_args", multiple=True, metavar="KEY=VALUE",
-              help="Override any config key, e.g. --set train.eval_every=1000.")
-@click.option("--task-file", "task_files", multiple=True, type=click.Path(),
-              help="Register a task from a JSONL/TSV/CSV file or TOML spec.")
+@options.batch_size_option
+@options.vocab_option
+@options.mode_option
+@options.config_options
+@options.task_file_option
 @click.option("--dry-run", is_flag=True,
               help="Print the resolved base config and this shard's cells, and exit.")
 def run_cmd(sources: str, targets: str, seeds: int, out_dir: str, shard: str,
@@ -172,7 +167,7 @@ def run_cmd(sources: str, targets: str, seeds: int, out_dir: str, shard: str,
     """
     from spot.data.local import register_task_file
     from spot.errors import ConfigError, DataError
-    from spot.workflows.study import collect, owns, parse_shard, plan, run_study
+    from spot.workflows.study import StudyConfig, collect, parse_shard, run_study
 
     from .train import build_config
 
@@ -188,15 +183,14 @@ def run_cmd(sources: str, targets: str, seeds: int, out_dir: str, shard: str,
         register_task_file(path)
     _check_tasks(source_names, "--sources")
     _check_tasks(target_names, "--targets")
+    grid = StudyConfig(sources=source_names, targets=target_names, out=out_dir, seeds=seeds,
+                       library_root=library_root or "", source_steps=source_steps,
+                       target_steps=target_steps, shard=shard_pair)
     if dry_run:
-        cells = [c.key for c in plan(source_names, target_names, seeds) if owns(c, shard_pair)]
         click.echo(json.dumps({"config": base.to_dict(), "shard": list(shard_pair),
-                               "cells": cells}, indent=2, sort_keys=True))
+                               "cells": [c.key for c in grid.cells()]}, indent=2, sort_keys=True))
         return
-    report = run_study(base, sources=source_names, targets=target_names, seeds=seeds,
-                       out=out_dir, library_root=library_root, source_steps=source_steps,
-                       target_steps=target_steps, shard=shard_pair,
-                       log=lambda s: click.echo(s, err=True))
+    report = run_study(base, grid, log=lambda s: click.echo(s, err=True))
     try:
         results: str | None = str(collect(out_dir))
     except DataError:

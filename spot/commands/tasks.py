@@ -10,7 +10,7 @@ import json
 
 import click
 
-from spot.data.local import task_file_option
+from spot.commands.options import registered_task_file_option
 
 
 def _size(n: int | None) -> str:
@@ -56,7 +56,7 @@ def _rows(kind: str, family: str | None, available_only: bool) -> list[dict]:
 @click.option("--available", "available_only", is_flag=True,
               help="Only tasks whose data are on this machine.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@task_file_option
+@registered_task_file_option
 @click.pass_context
 def tasks(ctx: click.Context, kind: str, family: str | None, available_only: bool,
           as_json: bool) -> None:
@@ -91,7 +91,7 @@ def tasks(ctx: click.Context, kind: str, family: str | None, available_only: boo
 @click.option("--target-length", default=128, show_default=True)
 @click.option("--download", is_flag=True,
               help="Let TFDS download and prepare a missing dataset (off by default).")
-@task_file_option
+@registered_task_file_option
 def show(name: str, split: str, num: int, vocab: str | None, input_length: int,
          target_length: int, download: bool) -> None:
     """Print a few preprocessed examples of NAME: input and target text, token counts."""
@@ -113,8 +113,8 @@ def show(name: str, split: str, num: int, vocab: str | None, input_length: int,
     click.echo(f"{name}: {info.description}")
     for member in members:
         m = registry.get(member)
-        click.echo(f"\n== {member} [{split}] metrics: {', '.join(m.metrics) or '-'}"
-                   + (f"; labels: {' | '.join(m.label_words)}" if m.label_words else ""))
+        click.echo(f"\n== {member} [{split}] metrics: {', '.join(m.metrics) or '-'}; "
+                   + _scoring(m))
         try:
             examples = list(itertools.islice(m.iter_examples(split, download=download),
                                              per_task))
@@ -140,6 +140,44 @@ def show(name: str, split: str, num: int, vocab: str | None, input_length: int,
             extra = {k: v for k, v in ex.items() if k not in ("inputs", "targets")}
             if extra:
                 click.echo(f"  fields:  {json.dumps(extra, ensure_ascii=False)[:300]}")
+
+
+def _scoring(info) -> str:
+    """How the task is scored: its labels (and where they came from), or generation."""
+    note = f" ({info.labels_note})" if info.labels_note else ""
+    if info.label_words:
+        return f"labels: {' | '.join(info.label_words)}{note}"
+    return info.labels_note or "no closed label set: scored by generation (greedy decoding)"
+
+
+@tasks.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@registered_task_file_option
+def info_cmd(name: str, as_json: bool) -> None:
+    """What NAME is, without reading its data: family, source, splits and sizes, metrics,
+    and how it is scored (its label set and where it came from, or generation)."""
+    from spot.data import registry
+
+    info = registry.get(name)
+    report = {"name": name, "kind": "mixture" if info.is_mixture else "task",
+              "family": info.family, "source": info.source, "description": info.description,
+              "splits": {s: info.num_examples(s) for s in info.splits},
+              "metrics": list(info.metrics), "members": list(info.members),
+              "label_words": list(info.label_words) if info.label_words else None,
+              "labels_note": info.labels_note, "location": info.location()}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{name}: {info.description}")
+    click.echo(f"  {report['kind']}, family {info.family}, source {info.source}")
+    click.echo("  splits: " + ", ".join(f"{s} {_size(n)}" for s, n in report["splits"].items()))
+    if info.is_mixture:
+        click.echo(f"  members: {', '.join(info.members)}")
+    else:
+        click.echo(f"  metrics: {', '.join(info.metrics) or '-'}")
+        click.echo(f"  {_scoring(info)}")
+    click.echo(f"  data: {report['location']}")
 
 
 def register(cli: click.Group) -> None:

@@ -15,6 +15,7 @@ An optional `id` column (or `id_field`) must be unique across the task.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -22,7 +23,7 @@ import re
 import string
 import tomllib
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from spot.errors import DataError
 from spot.fileio import confined_path
@@ -55,18 +56,30 @@ def _template_fields(template: str, where: str) -> list[str]:
     return fields
 
 
+@dataclasses.dataclass(frozen=True)
 class _Spec:
     """How rows become examples: which columns, which labels."""
 
-    def __init__(self, *, name: str, family: str, description: str, template: str | None,
-                 inputs_field: str, target_field: str, id_field: str | None,
-                 split_field: str, label_words: tuple[str, ...] | None,
-                 label_map: dict[str, str] | None, metrics: tuple[str, ...], where: str):
-        self.name, self.family, self.description = name, family, description
-        self.template, self.inputs_field, self.target_field = template, inputs_field, target_field
-        self.id_field, self.split_field = id_field, split_field
-        self.label_words, self.label_map, self.metrics = label_words, label_map, metrics
-        self.template_fields = _template_fields(template, where) if template else []
+    name: str
+    family: str
+    description: str
+    template: str | None
+    inputs_field: str
+    target_field: str
+    id_field: str | None
+    split_field: str
+    label_words: tuple[str, ...] | None
+    label_map: dict[str, str] | None
+    metrics: tuple[str, ...]
+    where: str = dataclasses.field(default="", repr=False, compare=False)  # for messages
+
+    def __post_init__(self) -> None:
+        if self.template:  # an unusable template fails when the spec is made
+            _template_fields(self.template, self.where)
+
+    @property
+    def template_fields(self) -> list[str]:
+        return _template_fields(self.template, self.where) if self.template else []
 
     def required(self) -> list[str]:
         cols = self.template_fields if self.template else [self.inputs_field]
@@ -158,21 +171,58 @@ def _registered_examples(digest: str, split: str) -> list[dict[str, str]]:
         raise DataError(f"no examples for split {split!r}") from None
 
 
+# A task file that declares no label words gets its distinct training targets as its label
+# set when they look like classes (docs/tasks.md, "Label words"): few, each seen repeatedly,
+# and covering every validation target.
+MAX_INFERRED_LABELS = 20
+MIN_LABEL_COUNT = 2
+
+
+def infer_label_words(examples: dict[str, list[dict]]) -> tuple[tuple[str, ...] | None, str]:
+    """(label words, a note saying why) from a task's examples; (None, why not) when the
+    training targets are not a small closed set, so the task is scored by generation."""
+    counts: dict[str, int] = {}
+    for ex in examples.get("train", ()):
+        counts[ex["targets"]] = counts.get(ex["targets"], 0) + 1
+    rule = (f"at most {MAX_INFERRED_LABELS} distinct training targets, each seen at least "
+            f"{MIN_LABEL_COUNT} times, covering every validation target")
+    generation = "no label words declared; scored by generation (greedy decoding): "
+    if len(counts) > MAX_INFERRED_LABELS:
+        return None, generation + f"{len(counts)} distinct training targets (a label set " \
+                                  f"needs {rule})"
+    rare = sorted(t for t, n in counts.items() if n < MIN_LABEL_COUNT)
+    if rare:
+        shown = ", ".join(map(repr, rare[:3])) + (", ..." if len(rare) > 3 else "")
+        return None, generation + f"training target {shown} seen only once (a label set " \
+                                  f"needs {rule})"
+    unseen = sorted({ex["targets"] for ex in examples.get("validation", ())} - set(counts))
+    if unseen:
+        shown = ", ".join(map(repr, unseen[:3])) + (", ..." if len(unseen) > 3 else "")
+        return None, generation + f"validation target {shown} never occurs in training (a " \
+                                  f"label set needs {rule})"
+    words = tuple(sorted(counts))
+    return words, (f"inferred from the training targets ({rule}); declare label_words in "
+                   "a TOML spec to change them or their order")
+
+
 def _register(spec: _Spec, examples: dict[str, list[dict]], digest: str, location: str,
               sources: Sequence[Path]) -> str:
     from spot.data import registry
 
     _PARSED[digest] = examples
-    splits = tuple(s for s in ("train", "validation", "test") if s in examples) + tuple(
-        sorted(s for s in examples if s not in ("train", "validation", "test")))
-    registry.register_text_task(
+    splits = tuple(s for s in SPLIT_NAMES if s in examples) + tuple(
+        sorted(s for s in examples if s not in SPLIT_NAMES))
+    words, note = spec.label_words, "declared by label_words"
+    if words is None:
+        words, note = infer_label_words(examples)
+    registry.register_text_task(registry.TextTaskSpec(
         spec.name, family=spec.family,
         load_split=functools.partial(_registered_examples, digest), splits=splits,
-        metrics=spec.metrics, label_words=spec.label_words,
+        metrics=spec.metrics, label_words=words,
         description=spec.description or f"user task from {location}", source="file",
         num_examples={s: len(v) for s, v in examples.items()},
         available=lambda: all(p.is_file() for p in sources), location=location,
-        content_key=digest)
+        content_key=digest, labels_note=note))
     return spec.name
 
 
@@ -279,24 +329,8 @@ def register_task_file(path: str | os.PathLike, *, name: str | None = None) -> s
     for p in paths:
         if not p.is_file():
             raise DataError(f"{p}: no such file (named by {path})")
-    digest = _digest(paths, repr(vars(spec)))
+    digest = _digest(paths, repr(spec))
     examples = _PARSED.get(digest)
     if examples is None:  # registering the same unchanged file again skips re-validation
         examples = _load_examples(spec, files)
     return _register(spec, examples, digest, str(path.resolve()), paths)
-
-
-def task_file_option(fn: Callable) -> Callable:
-    """`--task-file PATH` (repeatable) for any command that takes a task name: the files
-    are validated and registered before the command body runs."""
-    import click
-
-    def callback(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):
-        names = [register_task_file(v) for v in value or ()]
-        ctx.meta.setdefault("spot_task_files", []).extend(names)
-        return tuple(value or ())
-
-    return click.option("--task-file", "task_files", multiple=True, type=click.Path(),
-                        expose_value=False, is_eager=True, callback=callback,
-                        help="A user task (JSONL/TSV/CSV or TOML spec) to register first; "
-                             "repeatable.")(fn)

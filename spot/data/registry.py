@@ -42,6 +42,7 @@ class TaskInfo:
     splits: tuple[str, ...] = ("train", "validation")
     postprocessor: str = "strip"
     K: int | None = None  # mixtures: the default examples-proportional cap
+    labels_note: str = ""  # where the label set came from, or why the task has none
     _backend: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     def available(self) -> bool:
@@ -308,44 +309,61 @@ def _metrics(name: str, metrics: Sequence[str]) -> tuple[str, ...]:
         raise DataError(f"task {name}: {e}") from None
 
 
-def register_text_task(name: str, *, family: str,
-                       load_split: Callable[[str], list[dict[str, str]]],
-                       splits: Sequence[str] = ("train", "validation"),
-                       metrics: Sequence[str] = ("accuracy",),
-                       label_words: Sequence[str] | None = None, description: str = "",
-                       source: str = "offline", num_examples: Mapping[str, int] | None = None,
-                       postprocessor: str | None = None,
-                       available: Callable[[], bool] | None = None,
-                       location: str | None = None, content_key: str | None = None) -> None:
-    """Register a task whose examples are already text: `load_split(split)` returns dicts
-    with `inputs` and `targets` (optionally `id` and metric fields such as `answers`).
+@dataclasses.dataclass(frozen=True)
+class TextTaskSpec:
+    """A task whose examples are already text: `load_split(split)` returns dicts with
+    `inputs` and `targets` (optionally `id` and metric fields such as `answers`).
 
     `label_words` declares a closed label set (rank classification at evaluation; the binary
-    `f1` metric takes the second word as the positive class). Metric names are those of
-    `spot.data.scoring.METRICS`. Re-registering an identical spec is a no-op; a different
-    spec under a taken name is a `DataError`. `content_key`, a digest of everything the
-    examples depend on (files and spec), lets the pipeline cache their tokens on disk.
+    `f1` metric takes the second word as the positive class); `labels_note` says where the
+    label set came from, or why there is none (shown by `spot tasks info`). Metric names are
+    those of `spot.data.scoring.METRICS`. `content_key`, a digest of everything the examples
+    depend on (files and spec), lets the pipeline cache their tokens on disk.
     """
+
+    name: str
+    family: str
+    load_split: Callable[[str], list[dict[str, str]]]
+    splits: Sequence[str] = ("train", "validation")
+    metrics: Sequence[str] = ("accuracy",)
+    label_words: Sequence[str] | None = None
+    description: str = ""
+    source: str = "offline"
+    num_examples: Mapping[str, int] | None = None
+    postprocessor: str | None = None
+    available: Callable[[], bool] | None = None
+    location: str | None = None
+    content_key: str | None = None
+    labels_note: str = ""
+
+
+def register_text_task(spec: TextTaskSpec) -> None:
+    """Register `spec`. Re-registering an identical spec is a no-op; a different spec under
+    a taken name is a `DataError`."""
+    name, source = spec.name, spec.source
     _check_name(name)
     if source not in SOURCES or source == "mixture":
         raise DataError(f"task {name}: source must be one of tfds, file, offline, not {source!r}")
-    mets = _metrics(name, metrics)
-    words = tuple(label_words) if label_words is not None else None
+    mets = _metrics(name, spec.metrics)
+    words = tuple(spec.label_words) if spec.label_words is not None else None
     if words is not None and (not words or len(set(words)) != len(words)):
         raise DataError(f"task {name}: label_words must be distinct and non-empty: {words}")
-    post = postprocessor or scoring.default_postprocessor(mets)
+    post = spec.postprocessor or scoring.default_postprocessor(mets)
     if post not in scoring.POSTPROCESSORS:
         raise DataError(f"task {name}: unknown postprocessor {post!r}")
-    sizes = {str(k): int(v) for k, v in num_examples.items()} if num_examples else None
+    sizes = ({str(k): int(v) for k, v in spec.num_examples.items()} if spec.num_examples
+             else None)
+    backend = _TextBackend(name, spec.load_split, sizes,
+                           spec.location or f"{source} task (generated)", spec.available,
+                           spec.content_key)
     info = TaskInfo(
-        name=name, family=family, is_mixture=False, members=(name,), metrics=mets,
-        label_words=words, source=source, description=description, splits=tuple(splits),
-        postprocessor=post,
-        _backend=_TextBackend(name, load_split, sizes, location or f"{source} task (generated)",
-                              available, content_key))
-    fingerprint = ("text", family, tuple(splits), mets, words, description, source,
-                   tuple(sorted(sizes.items())) if sizes else None, post,
-                   _callable_key(load_split))
+        name=name, family=spec.family, is_mixture=False, members=(name,), metrics=mets,
+        label_words=words, source=source, description=spec.description,
+        splits=tuple(spec.splits), postprocessor=post, labels_note=spec.labels_note,
+        _backend=backend)
+    fingerprint = ("text", spec.family, tuple(spec.splits), mets, words, spec.description,
+                   source, tuple(sorted(sizes.items())) if sizes else None, post,
+                   _callable_key(spec.load_split))
     _ensure_builtins()
     _add(info, fingerprint)
 

@@ -216,34 +216,47 @@ _TRANSLATION = [
 ROUGE = ("rouge1", "rouge2", "rougeL")
 
 
-def _summ(name: str, tfds_name: str, document: str, summary: str, train: int,
-          validation: int, validation_split: str = "validation", cap: int | None = None,
-          references: str | None = None, note: str = "") -> TfdsTaskDef:
-    return TfdsTaskDef(name, "summarization", _one(tfds_name, validation=validation_split),
-                       F.summarize(name, document, summary, references), ROUGE,
-                       _sizes(train, validation), description=note or f"{name} summarization",
-                       cap=cap)
+@dataclasses.dataclass(frozen=True)
+class SummaryFields:
+    """Where a summarization dataset keeps its text: the TFDS name, the document and summary
+    features, an optional feature with every reference summary, and the split scored as
+    validation."""
+
+    tfds_name: str
+    document: str
+    summary: str
+    references: str | None = None
+    validation_split: str = "validation"
+
+
+def _summ(name: str, fields: SummaryFields, sizes: dict[str, int], note: str,
+          cap: int | None = None) -> TfdsTaskDef:
+    return TfdsTaskDef(name, "summarization",
+                       _one(fields.tfds_name, validation=fields.validation_split),
+                       F.summarize(name, fields.document, fields.summary, fields.references),
+                       ROUGE, sizes, description=note, cap=cap)
 
 
 _SUMMARIZATION = [
-    _summ("aeslc", "aeslc:1.0.0", "email_body", "subject_line", 14436, 1960,
-          note="AESLC: e-mail subject lines"),
-    _summ("billsum", "billsum:3.0.0", "text", "summary", 18949, 3269, "test",
-          note="BillSum: US bills (validation = TFDS test)"),
-    _summ("cnn_dailymail", "cnn_dailymail:3.4.0", "article", "highlights", 287113, 13368,
-          note="CNN/DailyMail highlights"),
-    _summ("wikilingua", "gem/wiki_lingua_english_en:1.1.0", "source", "target", 99020, 13823,
-          references="references", note="WikiLingua (English), via the GEM release"),
-    _summ("gigaword", "gigaword:1.2.0", "document", "summary", 3803957, 189651,
-          cap=CORPUS_CAP, note="Gigaword headlines"),
-    _summ("multi_news", "multi_news:2.1.0", "document", "summary", 44972, 5622,
-          note="Multi-News: multi-document"),
-    _summ("newsroom", "newsroom:1.0.0", "text", "summary", 995041, 108837,
-          note="Newsroom (TFDS needs a manual download)"),
-    _summ("samsum", "samsum:1.0.0", "dialogue", "summary", 14732, 818,
-          note="SAMSum dialogues (TFDS needs a manual download)"),
-    _summ("xsum", "xsum:1.1.0", "document", "summary", 203577, 11305,
-          note="XSum (TFDS needs a manual download)"),
+    _summ("aeslc", SummaryFields("aeslc:1.0.0", "email_body", "subject_line"),
+          _sizes(14436, 1960), "AESLC: e-mail subject lines"),
+    _summ("billsum", SummaryFields("billsum:3.0.0", "text", "summary", validation_split="test"),
+          _sizes(18949, 3269), "BillSum: US bills (validation = TFDS test)"),
+    _summ("cnn_dailymail", SummaryFields("cnn_dailymail:3.4.0", "article", "highlights"),
+          _sizes(287113, 13368), "CNN/DailyMail highlights"),
+    _summ("wikilingua", SummaryFields("gem/wiki_lingua_english_en:1.1.0", "source", "target",
+                                      references="references"),
+          _sizes(99020, 13823), "WikiLingua (English), via the GEM release"),
+    _summ("gigaword", SummaryFields("gigaword:1.2.0", "document", "summary"),
+          _sizes(3803957, 189651), "Gigaword headlines", cap=CORPUS_CAP),
+    _summ("multi_news", SummaryFields("multi_news:2.1.0", "document", "summary"),
+          _sizes(44972, 5622), "Multi-News: multi-document"),
+    _summ("newsroom", SummaryFields("newsroom:1.0.0", "text", "summary"),
+          _sizes(995041, 108837), "Newsroom (TFDS needs a manual download)"),
+    _summ("samsum", SummaryFields("samsum:1.0.0", "dialogue", "summary"),
+          _sizes(14732, 818), "SAMSum dialogues (TFDS needs a manual download)"),
+    _summ("xsum", SummaryFields("xsum:1.1.0", "document", "summary"),
+          _sizes(203577, 11305), "XSum (TFDS needs a manual download)"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Fast, exact ranking over the library's stored summaries.
+"""Fast, exact ranking over the library's stored summaries (`rank` is `PromptLibrary.rank`).
 
 A query *screens* entries in stages, each giving every entry an interval [lo, hi] that is
 guaranteed to contain its float64 score; only entries (or tasks) whose interval reaches
@@ -28,8 +28,15 @@ moves by at most u of its norm), are inflated fourfold:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
+
 import numpy as np
 
+from spot.errors import ConfigError, LibraryError, PromptError
+from spot.library.entry import Entry
+from spot.retrieval import similarity as sim
 from spot.retrieval.similarity import Summary
 
 _U32 = 2.0 ** -24
@@ -237,3 +244,161 @@ def candidates(lo: np.ndarray, hi: np.ndarray, k: int | None) -> np.ndarray:
         return np.arange(n)
     threshold = np.partition(lo, n - k)[n - k]
     return np.flatnonzero(hi >= threshold)
+
+
+# -- ranking a library -----------------------------------------------------------------
+
+
+class RankSource(Protocol):
+    """What `rank` reads from a library (`PromptLibrary` provides it)."""
+
+    root: Path
+
+    def width_groups(self) -> Mapping[int, WidthGroup]:
+        """Screening copies of every entry by key width, up to date with the index."""
+
+    def summaries(self, seqs: Sequence[int]) -> dict[int, Summary]:
+        """Stored float64 summaries by row number; removed rows are absent."""
+
+    def load_embedding(self, entry: Entry | str) -> np.ndarray: ...
+
+    def entries_by_seq(self, seqs: Sequence[int]) -> dict[int, Entry]:
+        """Entries by row number; removed rows are absent."""
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """The entries a query is compared with: one width group, maybe only one model's rows."""
+
+    group: WidthGroup
+    rows: np.ndarray | None  # None: the whole group
+    seqs: np.ndarray
+    ids: np.ndarray
+    tasks: np.ndarray
+
+
+def query_runs(embedding: object) -> list[np.ndarray]:
+    """One [L, E] query, or several runs of the query task (a list or an [R, L, E] array)."""
+    if isinstance(embedding, (list, tuple)) and embedding and all(
+            isinstance(q, np.ndarray) for q in embedding):
+        return list(embedding)
+    arr = np.asarray(embedding) if not isinstance(embedding, np.ndarray) else embedding
+    if arr.ndim == 3:
+        return list(arr)
+    return [arr]
+
+
+def _query_summaries(queries: list[np.ndarray]) -> list[Summary]:
+    q_summ = [sim.summarize(q, f"query embedding {i}") for i, q in enumerate(queries)]
+    if len({q.width for q in q_summ}) > 1:
+        raise PromptError(f"query runs have different widths: {sorted({q.width for q in q_summ})}")
+    return q_summ
+
+
+def _pool(source: RankSource, width: int, model: str | None, k: int | None) -> _Pool | None:
+    """The entries of the query's width (and `model`); None when there are none and k is None."""
+    groups = source.width_groups()
+    pools = {}
+    for w, group in groups.items():
+        rows = None if model is None else np.flatnonzero(group.models == model)
+        size = len(group) if rows is None else len(rows)
+        if size:
+            pools[w] = rows
+    where = f" for model {model!r}" if model is not None else ""
+    others = sorted(w for w in pools if w != width)
+    if others:
+        raise PromptError(f"query width {width} does not match library width "
+                          f"{', '.join(map(str, others))}{where} in {source.root}")
+    if width not in pools:
+        if k is None:
+            return None
+        raise ConfigError(f"k={k} but {source.root} holds no entries{where}")
+    group, rows = groups[width], pools[width]
+    pick = (lambda a: a) if rows is None else (lambda a: a[rows])
+    return _Pool(group, rows, pick(group.seq), pick(group.ids), pick(group.tasks))
+
+
+def _narrow(pool: _Pool, q_summ: list[Summary], metric: str, k: int | None,
+            codes: np.ndarray | None) -> np.ndarray:
+    """Pool positions that may rank in the top k, narrowed stage by stage (`codes`: the task
+    of each position when ranking tasks; a task always keeps all its runs)."""
+    group, rows = pool.group, pool.rows
+    pos = np.arange(len(pool.seqs))
+    for stage in stages(metric):
+        if k is None:
+            break
+        rows_now = pos if rows is None else rows[pos]
+        if rows is None and len(pos) == len(group):
+            rows_now = None
+        lo, hi = screen(group, rows_now, q_summ, metric, stage)
+        if codes is not None:
+            _, local = np.unique(codes[pos], return_inverse=True)
+            counts = np.bincount(local)
+            picked = candidates(np.bincount(local, weights=lo) / counts,
+                                np.bincount(local, weights=hi) / counts, k)
+            pos = pos[np.isin(local, picked)]
+        else:
+            pos = pos[candidates(lo, hi, k)]
+    return pos
+
+
+def _exact_inputs(source: RankSource, seqs: np.ndarray, ids: np.ndarray, metric: str) -> dict[int, Any]:
+    """What the final float64 rescoring needs per candidate: summaries, or the whole key."""
+    if metric in sim.SUMMARY_METRICS:
+        out = source.summaries(seqs)
+        missing = [int(s) for s in seqs if int(s) not in out]
+        if missing:
+            raise LibraryError(f"{len(missing)} entries were removed from {source.root} during ranking; retry")
+        return out
+    return {int(s): sim.as_embedding(source.load_embedding(str(i)), f"key of entry {i}") for s, i in zip(seqs, ids)}
+
+
+def _top_entries(source: RankSource, pool: _Pool, cand: np.ndarray, queries_prep: list, prep: dict[int, Any],
+                 metric: str, k: int | None) -> list[tuple[Entry, float]]:
+    scored = [(float(np.mean(sim.prepared_matrix(queries_prep, [prep[int(s)]], metric))), str(i), int(s))
+              for s, i in zip(pool.seqs[cand], pool.ids[cand])]
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    top = scored[:k] if k is not None else scored
+    found = source.entries_by_seq([s for _, _, s in top])
+    return [(found[s], score) for score, _, s in top if s in found]
+
+
+def _top_tasks(pool: _Pool, cand: np.ndarray, queries_prep: list, prep: dict[int, Any], metric: str,
+               k: int | None) -> list[tuple[str, float]]:
+    runs: dict[str, list] = {}
+    for p in cand:  # insertion order within each task
+        runs.setdefault(str(pool.tasks[p]), []).append(prep[int(pool.seqs[p])])
+    scored = sorted(((float(np.mean(sim.prepared_matrix(queries_prep, task_runs, metric))), name)
+                     for name, task_runs in runs.items()), key=lambda t: (-t[0], t[1]))
+    top = scored[:k] if k is not None else scored
+    return [(name, score) for score, name in top]
+
+
+def rank(source: RankSource, embedding: np.ndarray | Sequence[np.ndarray], metric: str = "per_token_cosine",
+         k: int | None = None, by: str = "entry", model: str | None = None
+         ) -> list[tuple[Entry, float]] | list[tuple[str, float]]:
+    """Entries (or tasks) most similar to `embedding`, best first; see `PromptLibrary.rank`."""
+    sim.check_metric(metric)
+    if by not in ("entry", "task"):
+        raise ConfigError(f"by must be 'entry' or 'task', got {by!r}")
+    k = sim.check_k(k, allow_none=True)
+    queries = query_runs(embedding)
+    q_summ = _query_summaries(queries)
+    pool = _pool(source, q_summ[0].width, model, k)
+    if pool is None:
+        return []
+    codes = None
+    n_items = len(pool.seqs)
+    if by == "task":
+        names, codes = np.unique(pool.tasks.astype(str), return_inverse=True)
+        n_items = len(names)
+    if k is not None and k > n_items:
+        raise ConfigError(f"k={k} is larger than the library: {n_items} "
+                          f"{'tasks' if by == 'task' else 'entries'} to rank")
+    cand = _narrow(pool, q_summ, metric, k, codes)
+    prep = _exact_inputs(source, pool.seqs[cand], pool.ids[cand], metric)
+    queries_prep = q_summ if metric in sim.SUMMARY_METRICS else \
+        [sim.as_embedding(q, "query embedding") for q in queries]
+    if by == "entry":
+        return _top_entries(source, pool, cand, queries_prep, prep, metric, k)
+    return _top_tasks(pool, cand, queries_prep, prep, metric, k)

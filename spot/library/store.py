@@ -15,12 +15,17 @@ only ever stored as data, never used as paths.
 
 Each row also holds the float64 summaries of its key (mean token and mean unit-normalized
 token) so the cheap similarity metrics never reload the arrays; see `spot.library.ranking`.
+What an entry may hold is checked in `spot.library.entry`; prompt files come in and go out
+through `spot.library.import_export`.
+
+SQLite keeps `index.sqlite-wal` and `-shm` beside the index while any connection is open
+(concurrent readers and writers need them) and removes them when the last one closes, so
+every use of a library should end with `close()` (or a `with` block).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import hashlib
 import io
 import json
@@ -30,7 +35,6 @@ import re
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -38,7 +42,9 @@ import numpy as np
 
 from spot.errors import ConfigError, LibraryError, PromptError
 from spot.fileio import atomic_write_bytes, atomic_write_text, confined_path
-from spot.library import ranking
+from spot.library import import_export, ranking
+from spot.library.entry import Entry, check_item
+from spot.library.import_export import read_prompt_file
 from spot.retrieval import similarity as sim
 
 FORMAT_NAME = "spot-prompt-library"
@@ -49,7 +55,6 @@ _ARRAYS = "arrays"
 _MIN_PREFIX = 4  # shortest id prefix `get` accepts, so a typo cannot pick an entry
 _ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _BUSY_TIMEOUT_MS = 120_000
-_KINDS = ("prompt", "embedding")
 _FETCH_CHUNK = 500
 
 _SCHEMA = """
@@ -88,38 +93,6 @@ _ENTRY_COLUMNS = ("seq, id, task, run, model, step, kind, metrics, metadata, cre
                   "prompt_shape, prompt_dtype, key_shape, width")
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One library entry. `kind` is "embedding" when a separate early-checkpoint embedding
-    is the key, "prompt" when the prompt itself serves as its own key."""
-
-    id: str
-    task: str
-    run: str
-    model: str
-    step: int | None
-    kind: str
-    metrics: dict = field(default_factory=dict)
-    metadata: dict = field(default_factory=dict)
-    created: float = 0.0
-    prompt_shape: tuple[int, int] = (0, 0)
-    key_shape: tuple[int, int] = (0, 0)
-    dtype: str = "float32"
-
-    @property
-    def width(self) -> int:
-        return self.key_shape[1]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "task": self.task, "run": self.run, "model": self.model,
-            "step": self.step, "kind": self.kind, "metrics": dict(self.metrics),
-            "metadata": dict(self.metadata), "created": self.created,
-            "created_utc": _dt.datetime.fromtimestamp(self.created, _dt.timezone.utc).isoformat(timespec="seconds"),
-            "prompt_shape": list(self.prompt_shape), "key_shape": list(self.key_shape), "dtype": self.dtype,
-        }
-
-
 def _entry_from_row(row: Sequence[Any]) -> Entry:
     (_seq, id_, task, run, model, step, kind, metrics, metadata, created,
      prompt_shape, dtype, key_shape, _width) = row
@@ -129,65 +102,10 @@ def _entry_from_row(row: Sequence[Any]) -> Entry:
                  dtype=dtype)
 
 
-def _check_label(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{what} must be a non-empty string, got {value!r}")
-    if len(value) > 256 or any(ord(c) < 32 for c in value):
-        raise ConfigError(f"{what} {value!r} is too long or holds control characters")
-    return value
-
-
-def _storage_array(x: object, what: str) -> np.ndarray:
-    """Validate a prompt/embedding and pick its on-disk dtype (float64 stays float64)."""
-    checked = sim.as_embedding(x, what)  # shape, numbers, finiteness
-    dtype = np.float64 if np.asarray(x).dtype == np.float64 else np.float32
-    with np.errstate(over="ignore"):
-        arr = np.ascontiguousarray(np.asarray(x), dtype=dtype)
-    if dtype == np.float32 and not np.isfinite(arr).all():
-        raise PromptError(f"{what} overflows float32 (largest magnitude {np.abs(checked).max():g})")
-    return arr
-
-
 def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
-
-
-def _json_field(value: Mapping[str, Any] | None, what: str) -> str:
-    if value is None:
-        return "{}"
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{what} must be a mapping, got {type(value).__name__}")
-    try:
-        return json.dumps(dict(value), sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{what} must be JSON-serializable with finite numbers: {e}") from None
-
-
-def _check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, value in (metrics or {}).items():
-        _check_label(name, "metric name")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"metric {name!r} must be a number, got {value!r}") from None
-        if not math.isfinite(number):
-            raise ConfigError(f"metric {name!r} is not finite: {value!r}")
-        out[name] = number
-    return out
-
-
-def read_prompt_file(path: Path) -> np.ndarray:
-    """A prompt from any layout `spot.load_prompt` reads (.npy, safetensors, PEFT, t5x)."""
-    from spot.model.prompt_files import load_prompt
-
-    return np.asarray(load_prompt(path))
-
-
-_PROMPT_FOLDER_MARKERS = ("adapter_config.json", "checkpoint", "numpy_checkpoints",
-                          "encoder.prompt.prompt.prompt")
 
 
 class PromptLibrary:
@@ -330,42 +248,18 @@ class PromptLibrary:
 
     def _prepare(self, item: dict[str, Any]) -> dict[str, Any]:
         """Validate one item and write its arrays (atomically); the row comes later."""
-        try:
-            task = item.pop("task")
-            prompt = item.pop("prompt")
-        except KeyError as e:
-            raise ConfigError(f"library add needs {e.args[0]}=") from None
-        embedding = item.pop("embedding", None)
-        run = item.pop("run", None)
-        model = item.pop("model", "unspecified")
-        step = item.pop("step", None)
-        metrics = _check_metrics(item.pop("metrics", None))
-        _check_label(task, "task")
-        _check_label(model, "model")
-        if run is not None:
-            run = _check_label(str(run), "run")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0):
-            raise ConfigError(f"step must be a non-negative integer, got {step!r}")
-        prompt_arr = _storage_array(prompt, f"prompt for task {task!r}")
-        key_arr = prompt_arr if embedding is None else _storage_array(embedding, f"embedding for task {task!r}")
-        if key_arr.shape[1] != prompt_arr.shape[1]:
-            raise PromptError(f"task {task!r}: embedding width {key_arr.shape[1]} differs from "
-                              f"prompt width {prompt_arr.shape[1]}")
-        summary = sim.summarize(key_arr, f"key for task {task!r}")
-        if np.isnan(summary.unit_mean).any() or float(np.sum(summary.mean ** 2)) == 0.0:
-            raise PromptError(f"task {task!r}: the key has a zero-norm token or a zero mean token, "
-                              "so cosine similarities are undefined; it cannot be stored")
+        checked = check_item(item)
         row = {
-            "id": secrets.token_hex(8), "task": task, "run": run, "model": model,
-            "step": None if step is None else int(step), "kind": _KINDS[embedding is not None],
-            "metrics": json.dumps(metrics, sort_keys=True), "metadata": _json_field(item, "metadata"),
-            "prompt_shape": json.dumps(list(prompt_arr.shape)), "prompt_dtype": str(prompt_arr.dtype),
-            "key_shape": json.dumps(list(key_arr.shape)), "width": int(key_arr.shape[1]),
-            "_key_mean": summary.mean.tobytes(), "_key_unit_mean": summary.unit_mean.tobytes(),
+            "id": secrets.token_hex(8), "task": checked.task, "run": checked.run, "model": checked.model,
+            "step": checked.step, "kind": checked.kind, "metrics": checked.metrics_json,
+            "metadata": checked.metadata_json, "prompt_shape": json.dumps(list(checked.prompt.shape)),
+            "prompt_dtype": str(checked.prompt.dtype), "key_shape": json.dumps(list(checked.key.shape)),
+            "width": int(checked.key.shape[1]), "_key_mean": checked.summary.mean.tobytes(),
+            "_key_unit_mean": checked.summary.unit_mean.tobytes(),
         }
         written = []
         try:
-            for which, arr in (("prompt", prompt_arr), ("key", None if embedding is None else key_arr)):
+            for which, arr in (("prompt", checked.prompt), ("key", checked.key if checked.kind == "embedding" else None)):
                 if arr is None:
                     row["key_sha256"] = row["prompt_sha256"]
                     continue
@@ -433,37 +327,8 @@ class PromptLibrary:
 
     def import_prompts(self, paths: str | os.PathLike | Iterable[str | os.PathLike], task: str | None = None,
                        model: str | None = None, **add_kwargs: Any) -> list[Entry]:
-        """Add prompt files (.npy, safetensors, ...; folders are expanded, not recursively).
-
-        The task is the file stem unless `task` is given. Without `model`, a parent folder
-        named `prompts_<model>` (as in the prompt-tuning release) names the model.
-        """
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
-        files: list[Path] = []
-        for p in map(Path, paths):
-            if p.is_dir() and any((p / marker).exists() for marker in _PROMPT_FOLDER_MARKERS):
-                files.append(p)  # one prompt stored as a folder (PEFT adapter, t5x checkpoint)
-            elif p.is_dir():
-                found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix in (".npy", ".safetensors"))
-                if not found:
-                    raise PromptError(f"{p} holds no .npy or .safetensors prompt files")
-                files += found
-            elif p.exists():
-                files.append(p)
-            else:
-                raise PromptError(f"{p} does not exist")
-        items = []
-        for f in files:
-            file_model = model
-            if file_model is None:
-                parent = f.resolve().parent.name
-                file_model = parent[len("prompts_"):] if parent.startswith("prompts_") and len(parent) > 8 \
-                    else "unspecified"
-            default_task = f.name if f.is_dir() else f.stem
-            items.append(dict(add_kwargs, task=task or default_task, prompt=read_prompt_file(f),
-                              model=file_model, source_file=f.name))
-        return self.add_many(items)
+        """Add prompt files; see `spot.library.import_export.import_prompts`."""
+        return import_export.import_prompts(self, paths, task=task, model=model, **add_kwargs)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -535,19 +400,9 @@ class PromptLibrary:
         self._unlink([self._array_path(e.id, "prompt"), self._array_path(e.id, "key")])
 
     def export(self, entry: Entry | str, out: str | os.PathLike, which: str = "prompt") -> Path:
-        """Write the entry's prompt (or key embedding) with `spot.save_prompt`: float32 `.npy` or
-        `.safetensors`, plus a `<out>.json` sidecar recording where it came from."""
-        from spot.model.prompt_files import save_prompt
-
-        if which not in ("prompt", "embedding"):
-            raise ConfigError(f"which must be 'prompt' or 'embedding', got {which!r}")
-        out_real = Path(os.path.realpath(out))
-        root_real = self.root.resolve()
-        if out_real == root_real or root_real in out_real.parents:
-            raise LibraryError(f"{out} is inside the library {self.root}; export outside it")
-        e = self.get(entry)
-        arr = self.load_prompt(e) if which == "prompt" else self.load_embedding(e)
-        return save_prompt(out, arr, metadata={"library": str(self.root), "which": which, **e.to_dict()})
+        """Write the entry's prompt (or key embedding) outside the library, with a `.json`
+        sidecar; see `spot.library.import_export.export`."""
+        return import_export.export(self, entry, out, which=which)
 
     def cleanup(self, min_age_s: float = 3600.0) -> list[Path]:
         """Delete array files no row refers to (left by crashed writers), if older than `min_age_s`.
@@ -607,7 +462,13 @@ class PromptLibrary:
                     np.frombuffer(b"".join(r[6] for r in group_rows), np.float64).reshape(-1, width))
         self._loaded = state
 
-    def _summaries(self, seqs: Sequence[int], width: int) -> dict[int, sim.Summary]:
+    def width_groups(self) -> dict[int, ranking.WidthGroup]:
+        """The screening copies of all entries by key width, refreshed first."""
+        self.refresh()
+        return self._groups
+
+    def summaries(self, seqs: Sequence[int]) -> dict[int, sim.Summary]:
+        """The stored float64 summaries of these rows (removed rows are absent)."""
         out = {}
         seqs = [int(s) for s in seqs]
         for start in range(0, len(seqs), _FETCH_CHUNK):
@@ -619,7 +480,8 @@ class PromptLibrary:
                                        json.loads(shape)[0])
         return out
 
-    def _entries_by_seq(self, seqs: Sequence[int]) -> dict[int, Entry]:
+    def entries_by_seq(self, seqs: Sequence[int]) -> dict[int, Entry]:
+        """The entries of these rows (removed rows are absent)."""
         out = {}
         seqs = [int(s) for s in seqs]
         for start in range(0, len(seqs), _FETCH_CHUNK):
@@ -638,93 +500,9 @@ class PromptLibrary:
         average over all query-run x entry pairs). `by="task"` scores each task by the mean
         over all pairs of its runs and the query runs. Ties break by entry id / task name.
         Cheap metrics cost O(entries x E); the per-token distances load every key and cost
-        O(entries x L^2 x E).
+        O(entries x L^2 x E). The method lives in `spot.library.ranking.rank`.
         """
-        sim.check_metric(metric)
-        if by not in ("entry", "task"):
-            raise ConfigError(f"by must be 'entry' or 'task', got {by!r}")
-        k = sim.check_k(k, allow_none=True)
-        queries = _query_runs(embedding)
-        q_summ = [sim.summarize(q, f"query embedding {i}") for i, q in enumerate(queries)]
-        if len({q.width for q in q_summ}) > 1:
-            raise PromptError(f"query runs have different widths: {sorted({q.width for q in q_summ})}")
-        q_width = q_summ[0].width
-
-        self.refresh()
-        pools = {}
-        for width, group in self._groups.items():
-            rows = None if model is None else np.flatnonzero(group.models == model)
-            size = len(group) if rows is None else len(rows)
-            if size:
-                pools[width] = rows
-        others = sorted(w for w in pools if w != q_width)
-        if others:
-            where = f" for model {model!r}" if model is not None else ""
-            raise PromptError(f"query width {q_width} does not match library width "
-                              f"{', '.join(map(str, others))}{where} in {self.root}")
-        if q_width not in pools:
-            if k is None:
-                return []
-            where = f" for model {model!r}" if model is not None else ""
-            raise ConfigError(f"k={k} but {self.root} holds no entries{where}")
-        group, rows = self._groups[q_width], pools[q_width]
-        seqs = group.seq if rows is None else group.seq[rows]
-        ids = group.ids if rows is None else group.ids[rows]
-        tasks = group.tasks if rows is None else group.tasks[rows]
-        if by == "task":
-            names, codes = np.unique(tasks.astype(str), return_inverse=True)
-            n_items = len(names)
-        else:
-            n_items = len(seqs)
-        if k is not None and k > n_items:
-            raise ConfigError(f"k={k} is larger than the library: {n_items} "
-                              f"{'tasks' if by == 'task' else 'entries'} to rank")
-
-        # Narrow the pool stage by stage; `pos` indexes the pool, tasks always keep all their runs.
-        pos = np.arange(len(seqs))
-        for stage in ranking.stages(metric):
-            if k is None:
-                break
-            rows_now = pos if rows is None else rows[pos]
-            if rows is None and len(pos) == len(group):
-                rows_now = None
-            lo, hi = ranking.screen(group, rows_now, q_summ, metric, stage)
-            if by == "task":
-                _, local = np.unique(codes[pos], return_inverse=True)
-                counts = np.bincount(local)
-                picked = ranking.candidates(np.bincount(local, weights=lo) / counts,
-                                            np.bincount(local, weights=hi) / counts, k)
-                pos = pos[np.isin(local, picked)]
-            else:
-                pos = pos[ranking.candidates(lo, hi, k)]
-        cand_pos = pos
-        prep = self._exact_inputs(seqs[cand_pos], metric, q_width, ids[cand_pos])
-        queries_prep = q_summ if metric in sim.SUMMARY_METRICS else \
-            [sim.as_embedding(q, "query embedding") for q in queries]
-
-        if by == "entry":
-            scored = [(float(np.mean(sim.prepared_matrix(queries_prep, [prep[int(s)]], metric))), str(i), int(s))
-                      for s, i in zip(seqs[cand_pos], ids[cand_pos])]
-            scored.sort(key=lambda t: (-t[0], t[1]))
-            top = scored[:k] if k is not None else scored
-            found = self._entries_by_seq([s for _, _, s in top])
-            return [(found[s], score) for score, _, s in top if s in found]
-        runs: dict[str, list] = {}
-        for p in cand_pos:  # insertion order within each task
-            runs.setdefault(str(tasks[p]), []).append(prep[int(seqs[p])])
-        scored_tasks = sorted(((float(np.mean(sim.prepared_matrix(queries_prep, task_runs, metric))), name)
-                               for name, task_runs in runs.items()), key=lambda t: (-t[0], t[1]))
-        top_tasks = scored_tasks[:k] if k is not None else scored_tasks
-        return [(name, score) for score, name in top_tasks]
-
-    def _exact_inputs(self, seqs: np.ndarray, metric: str, width: int, ids: np.ndarray) -> dict[int, Any]:
-        if metric in sim.SUMMARY_METRICS:
-            out = self._summaries(seqs, width)
-            missing = [int(s) for s in seqs if int(s) not in out]
-            if missing:
-                raise LibraryError(f"{len(missing)} entries were removed from {self.root} during ranking; retry")
-            return out
-        return {int(s): sim.as_embedding(self.load_embedding(str(i)), f"key of entry {i}") for s, i in zip(seqs, ids)}
+        return ranking.rank(self, embedding, metric=metric, k=k, by=by, model=model)
 
 
 def open_library(root: str | os.PathLike | None = None, *, create: bool = True) -> PromptLibrary:
@@ -732,15 +510,4 @@ def open_library(root: str | os.PathLike | None = None, *, create: bool = True) 
     return PromptLibrary(root or os.environ.get("SPOT_LIBRARY") or "spot_library", create=create)
 
 
-def _query_runs(embedding: object) -> list[np.ndarray]:
-    """One [L, E] query, or several runs of the query task (a list or an [R, L, E] array)."""
-    if isinstance(embedding, (list, tuple)) and embedding and all(
-            isinstance(q, np.ndarray) for q in embedding):
-        return list(embedding)
-    arr = np.asarray(embedding) if not isinstance(embedding, np.ndarray) else embedding
-    if arr.ndim == 3:
-        return list(arr)
-    return [arr]
-
-
-__all__ = ["Entry", "PromptLibrary", "open_library", "FORMAT_VERSION"]
+__all__ = ["Entry", "PromptLibrary", "open_library", "read_prompt_file", "FORMAT_VERSION"]

@@ -13,14 +13,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from spot.errors import ConfigError, PromptError, SpotError
-from spot.model.prompt import validate_prompt
+from spot.model.prompt_check import validate_prompt
 from spot.model.t5 import T5Config, Transformer, is_stacked, stack_layers, unstack_layers
-
-_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-           "float16": "float16", "fp16": "float16"}
+from spot.model.t5_config import ATTENTION_IMPLS, DTYPE_CHOICES, DTYPES
 
 
 def resolve_dtype(dtype: Any):
+    """A compute or parameter dtype from one of `DTYPE_CHOICES` (the names the run config
+    accepts too) or a float32/bfloat16 dtype object; None is float32."""
     import jax.numpy as jnp
 
     if dtype is None:
@@ -30,10 +30,16 @@ def resolve_dtype(dtype: Any):
             import jax
 
             return jnp.bfloat16 if jax.default_backend() in ("gpu", "tpu") else jnp.float32
-        if dtype not in _DTYPES:
-            raise ConfigError(f"unknown dtype {dtype!r}; use float32, bfloat16 or auto")
-        return getattr(jnp, _DTYPES[dtype])
-    return jnp.dtype(dtype).type
+        if dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_CHOICES)}")
+        return getattr(jnp, DTYPES[dtype])
+    try:
+        name = jnp.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES.values():
+        raise ConfigError(f"unsupported dtype {dtype!r}; use one of {', '.join(DTYPE_CHOICES)}")
+    return getattr(jnp, name)
 
 
 def check_tokens(tokens: Any, vocab_size: int, name: str) -> np.ndarray:
@@ -69,8 +75,9 @@ class T5:
         self.dtype = resolve_dtype(dtype)
         self.param_dtype = resolve_dtype(param_dtype) if param_dtype is not None else (
             self.dtype)
-        if attention_impl not in ("xla", "fused"):
-            raise ConfigError(f"attention_impl must be 'xla' or 'fused', got {attention_impl!r}")
+        if attention_impl not in ATTENTION_IMPLS:
+            raise ConfigError(f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, "
+                              f"got {attention_impl!r}")
         self.module = Transformer(config, dtype=self.dtype, attention_impl=attention_impl,
                                   remat=remat, scan_layers=bool(scan_layers))
         if scan_layers:
@@ -104,7 +111,7 @@ class T5:
     def _prompt(self, prompt: Any, batch: int):
         if prompt is None:
             return None
-        arr = validate_prompt(prompt, self.config.emb_dim)
+        arr = validate_prompt(prompt, self.config.emb_dim, batched=True)
         if arr.ndim == 3 and arr.shape[0] != batch:
             raise PromptError(
                 f"per-example prompts have batch {arr.shape[0]} but the inputs have {batch}")

@@ -14,9 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from spot.model.t5 import Transformer
+from spot.model.t5_config import EOS_ID, PAD_ID
 
-EOS_ID = 1
-PAD_ID = 0
+__all__ = ["EOS_ID", "PAD_ID", "greedy_decode", "greedy_decode_uncached", "score_candidates",
+           "score_candidates_per_example", "shift_right"]
 
 
 @functools.partial(jax.jit, static_argnames=("module", "max_length", "eos_id"))

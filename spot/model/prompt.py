@@ -1,4 +1,5 @@
-"""Soft prompts: initializers, validation and the optional prompt-encoder reparameterization.
+"""Soft prompts: initializers, the `--init` file check and the optional prompt-encoder
+reparameterization (the array check itself is `spot.model.prompt_check.validate_prompt`).
 
 A prompt is an [L, E] float32 array prepended to the embedded encoder input (see
 `spot.model.t5.Encoder`). The trainable state of prompt tuning is a small pytree:
@@ -12,40 +13,41 @@ is reproducible from its config alone.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from spot.errors import ConfigError, PromptError
+from spot.model.prompt_check import validate_prompt
 
+# The initializer names (`spot.config` takes its `prompt.init` choices from here).
 INITIALIZERS = ("uniform", "sampled_vocab", "class_labels", "text", "file")
 DEFAULT_POPULATION = 5000  # the reference samples from the 5,000 most common pieces
 
+__all__ = ["INITIALIZERS", "PromptSettings", "effective_prompt", "init_class_labels",
+           "init_from_text", "init_prompt_encoder", "init_sampled_vocab", "init_uniform",
+           "load_init_prompt", "make_initial_prompt", "resize_prompt", "validate_prompt"]
 
-def validate_prompt(prompt: Any, emb_dim: int | None = None, *, length: int | None = None,
-                    source: str = "prompt") -> np.ndarray:
-    """Return `prompt` as float32 [L, E] (or [B, L, E]) after shape and finiteness checks."""
-    try:
-        arr = np.asarray(prompt)
-    except Exception as e:  # noqa: BLE001 - anything unconvertible is a user error
-        raise PromptError(f"{source}: cannot be read as an array ({e})") from None
-    if arr.ndim not in (2, 3):
-        raise PromptError(f"{source}: expected shape [L, E] (or [B, L, E]), got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise PromptError(f"{source}: expected a floating-point array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
-    if arr.shape[-2] == 0:
-        raise PromptError(f"{source}: has length 0")
-    if emb_dim is not None and arr.shape[-1] != emb_dim:
-        raise PromptError(
-            f"{source}: width {arr.shape[-1]} does not match the model's embedding size "
-            f"{emb_dim}")
-    if length is not None and arr.shape[-2] != length:
-        raise PromptError(f"{source}: length {arr.shape[-2]} does not match the expected {length}")
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise PromptError(f"{source}: holds {bad} non-finite values (NaN or Inf)")
-    return arr
+
+@runtime_checkable
+class PromptSettings(Protocol):
+    """What the initializers read from a `spot.config.PromptConfig` (the type callers pass;
+    spot.model does not import spot.config, which derives its choice lists from here)."""
+
+    @property
+    def length(self) -> int: ...
+    @property
+    def init(self) -> str: ...
+    @property
+    def init_path(self) -> str: ...
+    @property
+    def init_text(self) -> str: ...
+    @property
+    def resize(self) -> bool: ...
+    @property
+    def population(self) -> int: ...
+    @property
+    def uniform_scale(self) -> float: ...
 
 
 def init_uniform(seed: int, length: int, emb_dim: int, scale: float = 0.5) -> np.ndarray:
@@ -151,44 +153,51 @@ def effective_prompt(trainable: dict) -> Any:
     return prompt + h @ enc["dense_1"]["kernel"] + enc["dense_1"]["bias"]
 
 
-def make_initial_prompt(kind: str, *, seed: int, length: int, embedding: np.ndarray,
+def load_init_prompt(config: PromptSettings, emb_dim: int,
+                     load: Callable[[str], Any] | None = None) -> np.ndarray:
+    """The `init = file` prompt checked against the model: float32 [L, emb_dim], and L equal
+    to `config.length` unless `config.resize` (then `make_initial_prompt` truncates or pads
+    it). `spot.train.run.check_init_prompt` runs this before anything compiles."""
+    path = config.init_path
+    if not path:
+        raise ConfigError("file init needs a path (prompt.init_path, --init FILE)")
+    if load is None:
+        from spot.model.prompt_files import load_prompt as load
+    prompt = validate_prompt(load(path), emb_dim, source=str(path))
+    if prompt.shape[0] != config.length and not config.resize:
+        raise PromptError(
+            f"{path}: length {prompt.shape[0]} differs from the configured prompt length "
+            f"{config.length}; pass --resize-prompt to truncate or pad it")
+    return prompt
+
+
+def make_initial_prompt(config: PromptSettings, *, embedding: np.ndarray, seed: int,
                         vocab: Any = None, labels: Sequence[str] | None = None,
-                        text: str | None = None, path: str | None = None,
-                        load: Callable[[str], np.ndarray] | None = None,
-                        resize: bool = False, scale: float = 0.5,
-                        population: int = DEFAULT_POPULATION,
-                        fallback: str = "sampled_vocab") -> np.ndarray:
-    """Dispatch on the initializer name; every path returns a validated float32 [L, E]."""
+                        load: Callable[[str], Any] | None = None) -> np.ndarray:
+    """The initial prompt `config.init` names, a validated float32 [config.length, E].
+
+    `embedding` is the model's token table [V, E]; `vocab` encodes `config.init_text` and the
+    task's label words `labels` (class_labels); `load` reads an init file (default
+    `spot.model.prompt_files.load_prompt`). Fallback rows are sampled-vocabulary rows.
+    """
+    kind, length, population = config.init, config.length, config.population
     emb_dim = embedding.shape[1]
     if kind == "uniform":
-        prompt = init_uniform(seed, length, emb_dim, scale)
+        prompt = init_uniform(seed, length, emb_dim, config.uniform_scale)
     elif kind == "sampled_vocab":
         prompt = init_sampled_vocab(seed, embedding, length, population)
     elif kind == "class_labels":
         if vocab is None or not labels:
             raise ConfigError("class_labels init needs a vocabulary and the task's label words")
-        prompt = init_class_labels(seed, embedding, vocab, labels, length, fallback, population)
+        prompt = init_class_labels(seed, embedding, vocab, labels, length, population=population)
     elif kind == "text":
-        if vocab is None or not text:
+        if vocab is None or not config.init_text:
             raise ConfigError("text init needs a vocabulary and a non-empty text")
-        prompt = init_from_text(seed, embedding, vocab, text, length, fallback, population)
+        prompt = init_from_text(seed, embedding, vocab, config.init_text, length,
+                                population=population)
     elif kind == "file":
-        if path is None:
-            raise ConfigError("file init needs a path")
-        if load is None:
-            from spot.model.prompt_files import load_prompt as load
-        prompt = validate_prompt(load(path), source=str(path))
-        if prompt.ndim != 2:
-            raise PromptError(f"{path}: expected [L, E], got {prompt.shape}")
-        if prompt.shape[1] != emb_dim:
-            raise PromptError(
-                f"{path}: width {prompt.shape[1]} does not match the model's embedding size "
-                f"{emb_dim}")
+        prompt = load_init_prompt(config, emb_dim, load)
         if prompt.shape[0] != length:
-            if not resize:
-                raise PromptError(
-                    f"{path}: length {prompt.shape[0]} differs from the configured prompt "
-                    f"length {length}; pass --resize-prompt to truncate or pad it")
             prompt = resize_prompt(prompt, length, seed=seed, embedding=embedding)
     else:
         raise ConfigError(f"unknown prompt initializer {kind!r}; known: {', '.join(INITIALIZERS)}")

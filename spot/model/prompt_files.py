@@ -26,8 +26,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from spot.errors import CheckpointError, PromptError
-from spot.fileio import (atomic_write_bytes, atomic_write_text, finish_files, replace_dir,
-                         temp_dir_for)
+from spot.fileio import atomic_write_bytes, atomic_write_text, finish_files, replace_dir, temp_dir_for
+from spot.model.prompt_check import validate_prompt
 
 SIDECAR_FORMAT = "spot-prompt"
 SIDECAR_VERSION = 1
@@ -35,38 +35,15 @@ NUMPY_PROMPT_FILE = "encoder.prompt.prompt.prompt"
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
-_FLOAT_NAMES = {"float16", "float32", "float64", "bfloat16"}
 
 
 # ----------------------------------------------------------------------------------------
-# Validation
+# Validation (one check for every prompt: `spot.model.prompt_check.validate_prompt`)
 # ----------------------------------------------------------------------------------------
 
-def _as_prompt(arr: Any, source: str) -> np.ndarray:
-    """float32 [L, E] after dtype, rank and finiteness checks."""
-    arr = np.asarray(arr)
-    if arr.dtype.name not in _FLOAT_NAMES:
-        raise PromptError(f"{source}: expected a floating-point prompt, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise PromptError(f"{source}: expected a 2D prompt [length, width], got shape "
-                          f"{tuple(arr.shape)}")
-    if 0 in arr.shape:
-        raise PromptError(f"{source}: prompt has an empty shape {tuple(arr.shape)}")
-    arr = arr.astype(np.float32)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad = np.argwhere(~finite)[0]
-        raise PromptError(f"{source}: prompt holds {int((~finite).sum())} NaN/Inf values "
-                          f"(first at row {bad[0]}, column {bad[1]})")
-    return arr
-
-
-def check_prompt_width(prompt: np.ndarray, emb_dim: int, *, source: str = "prompt") -> None:
-    """A prompt must be as wide as the model's embeddings."""
-    width = int(np.shape(prompt)[-1])
-    if width != int(emb_dim):
-        raise PromptError(f"{source}: prompt width {width} does not match the model's "
-                          f"embedding size {emb_dim}")
+def check_prompt_width(prompt: Any, emb_dim: int, *, source: str = "prompt") -> None:
+    """A prompt must be a valid [L, E] array as wide as the model's embeddings."""
+    validate_prompt(prompt, emb_dim, source=source)
 
 
 # ----------------------------------------------------------------------------------------
@@ -189,7 +166,7 @@ def read_prompt_raw(path: str | os.PathLike) -> np.ndarray:
 
 def load_prompt(path: str | os.PathLike) -> np.ndarray:
     """A prompt [L, E] as float32 from any supported layout (see the module docstring)."""
-    return _as_prompt(read_prompt_raw(path), str(path))
+    return validate_prompt(read_prompt_raw(path), source=str(path))
 
 
 # ----------------------------------------------------------------------------------------
@@ -232,7 +209,7 @@ def save_prompt(path: str | os.PathLike, prompt: Any,
         path = path.with_name(path.name + ".npy")
     if path.suffix not in (".npy", ".safetensors"):
         raise PromptError(f"{path}: prompt files end in .npy or .safetensors, not {path.suffix}")
-    arr = _as_prompt(prompt, str(path))
+    arr = validate_prompt(prompt, source=str(path))
     sidecar = {"format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION,
                "shape": list(arr.shape), "dtype": str(arr.dtype),
                "metadata": dict(metadata or {})}
@@ -332,8 +309,7 @@ def export_peft(prompt: Any, out_dir: str | os.PathLike, *, base_model: str,
     Replacing rewrites only the adapter's config and weights; other files there are kept.
     """
     out_dir = Path(out_dir)
-    arr = _as_prompt(prompt, "prompt")
-    check_prompt_width(arr, config.emb_dim, source="prompt")
+    arr = validate_prompt(prompt, config.emb_dim, source="prompt")
     if out_dir.exists() and not (out_dir.is_dir() and (
             (out_dir / PEFT_CONFIG).is_file() or not any(out_dir.iterdir()))):
         raise PromptError(f"{out_dir}: exists and is not a PEFT adapter folder; refusing to "

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from spot.errors import ConfigError, PromptError
+from spot.model.prompt_check import validate_prompt
 
 METRICS: tuple[str, ...] = (
     "avg_cosine",
@@ -59,24 +60,9 @@ def check_k(k: object, *, allow_none: bool = False) -> int | None:
 
 
 def as_embedding(x: object, name: str = "embedding") -> np.ndarray:
-    """Validate a task embedding and return it as a C-contiguous float64 [L, E] array."""
-    try:
-        arr = np.asarray(x)
-    except Exception as e:  # ragged lists and the like
-        raise PromptError(f"{name} is not an array: {e}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        # bfloat16 from ml_dtypes is not np.floating but converts to float64 cleanly.
-        if arr.dtype.name != "bfloat16":
-            raise PromptError(f"{name} must hold numbers, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise PromptError(f"{name} must be 2-D [tokens, width], got shape {tuple(arr.shape)}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise PromptError(f"{name} is empty (shape {tuple(arr.shape)})")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise PromptError(f"{name} has a non-finite value at token {bad[0]}, dim {bad[1]}")
-    return arr
+    """Validate a task embedding and return it as a C-contiguous float64 [L, E] array (the
+    prompt check of `spot.model.prompt_check.validate_prompt`, in float64)."""
+    return validate_prompt(x, source=name, dtype=np.float64)
 
 
 @dataclass(frozen=True, eq=False)

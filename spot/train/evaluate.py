@@ -8,6 +8,7 @@ key/value cache. Batches are padded to a fixed size so each shape compiles once.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import jax
@@ -41,29 +42,40 @@ def trim_at_eos(ids: Sequence[int]) -> list[int]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class LabelSet:
+    """A closed label set for rank classification: each label's text and token ids."""
+
+    words: Sequence[str]
+    token_ids: Sequence[Sequence[int]]
+
+
+def _prompt_rows(prompt, start: int, end: int, batch_size: int):
+    """The prompt for rows [start, end): shared as is, or per example padded to the batch."""
+    if prompt is None or np.ndim(prompt) != 3:
+        return prompt
+    return _pad_rows(np.asarray(prompt[start:end]), batch_size)
+
+
 def predict(module, params, prompt, encoder_input_tokens: np.ndarray, *, vocab: Any = None,
-            label_words: Sequence[str] | None = None,
-            label_token_ids: Sequence[Sequence[int]] | None = None, batch_size: int = 64,
+            labels: LabelSet | None = None, batch_size: int = 64,
             max_length: int = 32) -> tuple[list[str], np.ndarray]:
     """Predictions (text) and their log-likelihood scores for every input row.
 
     `prompt` is None, [L, E] shared, or [N, L, E] per example (mixed-task batches).
-    With `label_words`/`label_token_ids` it ranks the labels; otherwise it decodes greedily.
+    With `labels` it ranks them; otherwise it decodes greedily (up to `max_length` tokens).
     """
     n = encoder_input_tokens.shape[0]
-    per_example = prompt is not None and np.ndim(prompt) == 3
     texts: list[str] = []
     scores = np.zeros(n, np.float32)
-    cands = batch_pad(label_token_ids) if label_token_ids is not None else None
+    cands = batch_pad(labels.token_ids) if labels is not None else None
     for start, end in _chunks(n, batch_size):
         enc = _pad_rows(encoder_input_tokens[start:end], batch_size)
-        p = prompt
-        if per_example:
-            p = _pad_rows(np.asarray(prompt[start:end]), batch_size)
+        p = _prompt_rows(prompt, start, end, batch_size)
         if cands is not None:
             ll = np.asarray(score_candidates(module, params, enc, p, cands))[: end - start]
             best = ll.argmax(axis=-1)
-            texts.extend(label_words[b] for b in best)
+            texts.extend(labels.words[b] for b in best)
             scores[start:end] = ll[np.arange(end - start), best]
         else:
             tokens, logp = greedy_decode(module, params, enc, p, max_length=max_length)
@@ -97,11 +109,10 @@ def make_evaluator(module, eval_sets: dict[str, Any], *, vocab: Any, method: str
         per_task: dict[str, dict[str, float]] = {}
         for name, es in eval_sets.items():
             how = eval_method(es.task, method)
-            texts, _ = predict(
-                module, params, prompt, es.encoder_input_tokens, vocab=vocab,
-                label_words=es.task.label_words if how == "rank" else None,
-                label_token_ids=es.label_token_ids if how == "rank" else None,
-                batch_size=batch_size, max_length=max_length)
+            labels = (LabelSet(es.task.label_words, es.label_token_ids) if how == "rank"
+                      else None)
+            texts, _ = predict(module, params, prompt, es.encoder_input_tokens, vocab=vocab,
+                               labels=labels, batch_size=batch_size, max_length=max_length)
             per_task[name] = {k: float(v) for k, v in pipeline.score(name, texts, es).items()}
         score = float(np.mean([m["score"] for m in per_task.values()]))
         if len(per_task) == 1:

@@ -23,13 +23,13 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spot.config import RunConfig
+from spot.config import RunConfig, TrainConfig, from_dict
 from spot.errors import ConfigError, NonFiniteError
 from spot.fileio import atomic_write_text
 from spot.model.prompt import effective_prompt
@@ -37,6 +37,7 @@ from spot.train import sharding as shard
 from spot.train.metrics_writer import MetricWriter
 from spot.train.step import (init_state, jit_train_step, layerwise, make_optimizer,
                              make_train_step)
+from spot.train.step_cache import StepCache, tree_signature
 
 RESUME_ORDER = ("own checkpoint in OUT/checkpoints", "--init prompt file", "initializer")
 
@@ -83,6 +84,15 @@ def _not_a_run(out_dir: Path, why: str) -> ConfigError:
                        f"(train.out_dir)")
 
 
+def _resolved_dict(raw: dict) -> dict:
+    """A saved config as it resolves today (a folder written before a default became
+    mode-dependent compares by what its run used); as saved when it no longer loads."""
+    try:
+        return json.loads(from_dict(raw).resolve().to_json())
+    except ConfigError:
+        return raw
+
+
 def check_resumable(out_dir: Path, config: RunConfig) -> None:
     """Refuse a folder that is not a run (a model checkpoint, say), and a run folder whose
     saved config differs in anything that matters."""
@@ -104,8 +114,8 @@ def check_resumable(out_dir: Path, config: RunConfig) -> None:
                 any(k in raw for k in ("format", "d_model", "emb_dim", "model_type",
                                        "vocab_size")) else "not a spot run config")
         raise _not_a_run(out_dir, f"its config.json is {what}")
-    saved = _flat_config(raw)
-    now = _flat_config(json.loads(config.to_json()))
+    saved = _flat_config(_resolved_dict(raw))
+    now = _flat_config(json.loads(config.resolve().to_json()))
     diffs = [k for k in sorted(set(saved) | set(now))
              if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
     if diffs:
@@ -193,72 +203,89 @@ def _host_metrics(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-# Jitted train steps of this process, newest last. A study runs dozens of short runs with
-# the same frozen model and shapes; reusing the step skips tracing and the compilation-cache
-# read (several seconds a run on CPU).
-_STEP_CACHE: list[tuple[tuple, Any, tuple]] = []
-_STEP_CACHE_SIZE = 8
+@dataclasses.dataclass(frozen=True)
+class RunPieces:
+    """What a run trains and on what: everything `run_loop` needs besides the config.
+
+    `initial_trainable` builds steps 2-3 of the resume order (called once, even when the
+    run resumes: the restore needs its structure); `batches(start_step)` yields the
+    deterministic input stream from that step; `step_wrapper` wraps the step function
+    before it is jitted (tests plant failures with it; a wrapped step is never cached).
+    """
+
+    out_dir: Path | str
+    module: Any
+    frozen: dict
+    initial_trainable: Callable[[], dict]
+    batches: Callable[[int], Iterator[dict]]
+    evaluate: Evaluate | None = None
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    step_wrapper: Callable | None = None
 
 
-def _shapes(tree) -> tuple:
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
+def _jitted_step(pieces: RunPieces, config: RunConfig, optimizer, mesh, state: dict,
+                 step_cache: StepCache | None):
+    """`jit_train_step` of this run, from `step_cache` when everything the step closes over
+    is the same: the module object, the optimizer and z-loss settings (the optimizer is
+    rebuilt from them), the mesh, and the state's and frozen weights' structure, shapes and
+    dtypes. A step wrapper is never cached."""
+    model_tuning = config.train.mode == "model"
 
-
-def _jitted_step(module, config: RunConfig, optimizer, mesh, state: dict, frozen: dict,
-                 model_tuning: bool, step_wrapper: Callable | None):
-    """`jit_train_step` of this run, reused from an earlier run of the same process when
-    everything the step closes over is the same: the module object, the optimizer and
-    z-loss settings (the optimizer is rebuilt from them), the mesh, and the state's and
-    frozen weights' structure, shapes and dtypes. A step wrapper is never cached."""
     def build():
-        step_fn = make_train_step(module, optimizer, config.optimizer.z_loss)
-        if step_wrapper is not None:
-            step_fn = step_wrapper(step_fn)
-        return jit_train_step(step_fn, mesh, state, frozen, model_tuning=model_tuning)
+        step_fn = make_train_step(pieces.module, optimizer, config.optimizer.z_loss)
+        if pieces.step_wrapper is not None:
+            step_fn = pieces.step_wrapper(step_fn)
+        return jit_train_step(step_fn, mesh, state, pieces.frozen, model_tuning=model_tuning)
 
-    if step_wrapper is not None:
+    if pieces.step_wrapper is not None or step_cache is None:
         return build()
-    key = (config.optimizer, model_tuning, mesh, _shapes(state), _shapes(frozen))
-    for i, (k, held_module, value) in enumerate(_STEP_CACHE):
-        if held_module is module and k == key:
-            _STEP_CACHE.append(_STEP_CACHE.pop(i))
-            return value
-    value = build()
-    _STEP_CACHE.append((key, module, value))
-    del _STEP_CACHE[:-_STEP_CACHE_SIZE]
-    return value
+    key = (config.optimizer, model_tuning, mesh, tree_signature(state),
+           tree_signature(pieces.frozen))
+    return step_cache.get(pieces.module, key, build)
 
 
-def run_loop(config: RunConfig, *, out_dir: Path, module, frozen: dict, initial_trainable:
-             Callable[[], dict], batches: Callable[[int], Iterator[dict]],
-             evaluate: Evaluate | None, metadata: dict[str, Any],
-             step_wrapper: Callable | None = None, log: Callable[[str], None] = print,
-             mesh=None) -> RunResult:
-    """Train until `config.train.steps`, resuming from `out_dir/checkpoints` if present."""
-    import orbax.checkpoint as ocp
+@dataclasses.dataclass
+class Started:
+    """A run ready to step: its compiled step, frozen weights on device, checkpoint
+    manager, and where it starts (`resumed_from` is None for a fresh run)."""
 
-    t_cfg = config.train
-    started = time.time()
+    train_step: Callable
+    frozen: dict
+    batch_sharding: Any
+    manager: Any
+    resumed_from: int | None
+    start_step: int
+
+
+def prepare_run_folder(out_dir: Path | str, config: RunConfig,
+                       log: Callable[[str], None]) -> Path:
+    """Make (or check, for a resume) the run folder, write its config, drop partial saves."""
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     check_resumable(out_dir, config)
     atomic_write_text(out_dir / "config.json", config.to_json() + "\n")
     remove_partial_checkpoints(out_dir / "checkpoints", log)
-    prompts_dir = out_dir / "prompts"
-    model_tuning = t_cfg.mode == "model"
+    return out_dir
 
-    mesh = mesh or shard.make_mesh(config.mesh)
-    trainable = initial_trainable()
-    optimizer = layerwise(make_optimizer(config.optimizer), trainable)
-    state = init_state(trainable, optimizer, t_cfg.seed)
+
+def restore_or_init(config: RunConfig, pieces: RunPieces, mesh, *,
+                    log: Callable[[str], None], step_cache: StepCache | None = None
+                    ) -> tuple[dict, Started]:
+    """Step 1 of the resume order, else steps 2-3: the state on device and the run's
+    pieces. The initial state is built either way: the restore takes its structure."""
+    import orbax.checkpoint as ocp
+
+    out_dir = Path(pieces.out_dir).resolve()
+    trainable = pieces.initial_trainable()
+    optimizer = layerwise(make_optimizer(config.optimizer, config.train.mode), trainable)
+    state = init_state(trainable, optimizer, config.train.seed)
     train_step, state_sh, frozen_sh, batch_sh = _jitted_step(
-        module, config, optimizer, mesh, state, frozen, model_tuning, step_wrapper)
-    frozen = jax.device_put(frozen, frozen_sh)
-
+        pieces, config, optimizer, mesh, state, step_cache)
+    frozen = jax.device_put(pieces.frozen, frozen_sh)
     manager = ocp.CheckpointManager(
         out_dir / "checkpoints",
-        options=ocp.CheckpointManagerOptions(max_to_keep=t_cfg.keep_checkpoints, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.train.keep_checkpoints,
+                                             create=True))
     resumed_from = manager.latest_step()
     if resumed_from is not None:
         abstract = jax.tree_util.tree_map(
@@ -267,120 +294,252 @@ def run_loop(config: RunConfig, *, out_dir: Path, module, frozen: dict, initial_
         log(f"resumed from {out_dir / 'checkpoints'} at step {resumed_from}")
     else:
         state = jax.device_put(state, state_sh)
-    start_step = int(jax.device_get(state["step"]))
+    return state, Started(train_step=train_step, frozen=frozen, batch_sharding=batch_sh,
+                          manager=manager, resumed_from=resumed_from,
+                          start_step=int(jax.device_get(state["step"])))
 
+
+def _log_sizes(state: dict, frozen: dict, model_tuning: bool, mesh,
+               log: Callable[[str], None]) -> None:
     n_train = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state["trainable"]))
     n_frozen = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(frozen))
     log(f"trainable parameters: {n_train:,}; frozen parameters: {n_frozen:,} "
         f"({'model tuning' if model_tuning else 'prompt tuning'}); devices: "
         f"{mesh.devices.size} ({jax.default_backend()})")
 
-    writer = MetricWriter(out_dir)
-    writer.truncate_after(start_step)
-    best_path = out_dir / "best.json"
-    best: dict[str, Any] = {}
-    if best_path.exists():
-        best = json.loads(best_path.read_text(encoding="utf-8"))
-        if best.get("step", 0) > start_step:
-            best = {}  # recomputed identically after the resume
-    prompt_paths: dict[str, Path] = {}
-    meta = {**metadata, "seed": t_cfg.seed, "config": json.loads(config.to_json())}
 
-    def verified(step: int, metrics: dict) -> dict[str, float]:
+class BestTracker:
+    """The best evaluation so far (OUT/best.json) and its prompt (OUT/prompts/best.npy).
+
+    On a resume, a best recorded after the restored step is dropped: the resumed run
+    recomputes it identically."""
+
+    def __init__(self, out_dir: Path, start_step: int):
+        self.path = out_dir / "best.json"
+        self.prompt_path = out_dir / "prompts" / "best.npy"
+        self.best: dict[str, Any] = {}
+        if self.path.exists():
+            best = json.loads(self.path.read_text(encoding="utf-8"))
+            if best.get("step", 0) <= start_step:
+                self.best = best
+
+    @property
+    def step(self) -> int | None:
+        return self.best.get("step")
+
+    @property
+    def score(self) -> float | None:
+        return self.best.get("score")
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.best.get("metrics", {})
+
+    def offer(self, step: int, score: float, metrics: dict[str, Any], trainable: dict,
+              meta: dict[str, Any]) -> tuple[bool, Path | None]:
+        """Record `score` if it beats the best so far (strictly; the first always does);
+        returns whether it did and the prompt file written (None in model tuning)."""
+        if self.best and not score > self.best["score"]:
+            return False, None
+        self.best = {"step": step, "score": score, "metrics": metrics}
+        saved = _save_prompt(self.prompt_path, trainable,
+                             {**meta, "kind": "best", "step": step, "score": score,
+                              "metrics": metrics})
+        atomic_write_text(self.path, json.dumps(self.best, indent=2, sort_keys=True))
+        return True, saved
+
+
+@dataclasses.dataclass
+class RunOutputs:
+    """Where a run writes besides its checkpoints, and the prompt files written so far."""
+
+    out_dir: Path
+    writer: MetricWriter
+    best: BestTracker
+    meta: dict[str, Any]  # metadata every saved prompt carries
+    prompt_paths: dict[str, Path] = dataclasses.field(default_factory=dict)
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.out_dir / "prompts"
+
+    @classmethod
+    def open(cls, out_dir: Path, config: RunConfig, metadata: Mapping[str, Any],
+             start_step: int) -> "RunOutputs":
+        writer = MetricWriter(out_dir)
+        writer.truncate_after(start_step)
+        meta = {**metadata, "seed": config.train.seed, "config": json.loads(config.to_json())}
+        return cls(out_dir=out_dir, writer=writer, best=BestTracker(out_dir, start_step),
+                   meta=meta)
+
+
+class PeriodicHooks:
+    """What follows a train step on the `TrainConfig` schedule: the task-embedding prompt
+    at `embedding_step` (prompt tuning only), evaluation and the best prompt every
+    `eval_every` steps and at the end, a checkpoint every `checkpoint_every` and at the end."""
+
+    def __init__(self, t_cfg: TrainConfig, outputs: RunOutputs, evaluate: Evaluate | None,
+                 manager):
+        self.t, self.outputs, self.evaluate, self.manager = t_cfg, outputs, evaluate, manager
+        self.model_tuning = t_cfg.mode == "model"
+        self.last_eval = "-"  # shown beside the loss on the progress bar
+
+    def must_sync(self, step: int) -> bool:
+        """Whether a hook runs after `step` (the loss is then checked first)."""
+        t = self.t
+        return (step % t.eval_every == 0 or step == t.steps or step % t.checkpoint_every == 0
+                or step == t.embedding_step)
+
+    def after_step(self, step: int, state: dict, frozen: dict) -> None:
+        import orbax.checkpoint as ocp
+
+        t, out = self.t, self.outputs
+        if step == t.embedding_step and not self.model_tuning:
+            out.prompt_paths["embedding"] = _save_prompt(
+                out.prompts_dir / f"embedding_step{step}.npy", state["trainable"],
+                {**out.meta, "kind": "embedding", "step": step})
+        if self.evaluate is not None and (step % t.eval_every == 0 or step == t.steps):
+            self._evaluate(step, state, frozen)
+        if step % t.checkpoint_every == 0 or step == t.steps:
+            self.manager.save(step, args=ocp.args.StandardSave(state))
+
+    def _evaluate(self, step: int, state: dict, frozen: dict) -> None:
+        out = self.outputs
+        eval_metrics, score = self.evaluate(state["trainable"], frozen)
+        out.writer.write(step, "eval", {**_flatten_eval(eval_metrics), "score": score})
+        self.last_eval = f"{score:.2f}"
+        _, saved = out.best.offer(step, score, eval_metrics, state["trainable"], out.meta)
+        if saved is not None:
+            out.prompt_paths["best"] = saved
+
+
+class LossLog:
+    """Train metrics, pulled from the device one step late (the step has finished, so this
+    never stalls the pipeline by more than a step), averaged into a `train` record at each
+    logged or synced step; a non-finite loss raises `NonFiniteError`."""
+
+    def __init__(self, writer: MetricWriter, manager, checkpoints: Path, progress=None):
+        self.writer, self.manager, self.checkpoints = writer, manager, checkpoints
+        self.progress = progress
+        self._pending: tuple[int, dict] | None = None
+        self._window: list[dict[str, float]] = []
+
+    def _verified(self, step: int, metrics: dict) -> dict[str, float]:
         values = _host_metrics(metrics)
         if not math.isfinite(values["loss"]):
-            last = manager.latest_step()
-            where = (f"the last good checkpoint (step {last}) in {out_dir / 'checkpoints'} is "
+            last = self.manager.latest_step()
+            where = (f"the last good checkpoint (step {last}) in {self.checkpoints} is "
                      f"intact" if last is not None else "no checkpoint had been written yet")
             raise NonFiniteError(
                 f"loss became {values['loss']} at step {step}; training stopped and {where}. "
                 f"Lower optimizer.learning_rate, check the data, or resume to retry.")
         return values
 
-    last_eval = "-"
-    pending: tuple[int, dict] | None = None
-    progress = None
-    if t_cfg.progress:
-        from tqdm.auto import tqdm
+    def add(self, step: int, metrics: dict, *, write: bool, last_eval: str = "-") -> None:
+        """Take `step`'s device metrics; check and record the window when `write`."""
+        if self._pending is not None:
+            self._window.append(self._verified(*self._pending))
+        self._pending = (step, metrics)
+        if not write:
+            return
+        self._window.append(self._verified(*self._pending))
+        self._pending = None
+        window = self._window
+        avg = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+        self.writer.write(step, "train", avg)
+        if self.progress is not None:
+            self.progress.set_postfix(loss=f"{avg['loss']:.4f}", eval=last_eval, refresh=False)
+        self._window = []
 
-        progress = tqdm(total=t_cfg.steps, initial=start_step, unit="step", dynamic_ncols=True,
-                        desc=metadata.get("task", "train"))
-    it = _Prefetcher(batches(start_step), lambda b: shard.put_batch(b, batch_sh))
-    step = start_step
-    window: list[dict[str, float]] = []
+    def finish(self) -> None:
+        """Check the last step's loss (not written unless it was a logged step)."""
+        if self._pending is not None:
+            self._verified(*self._pending)
+            self._pending = None
+
+
+def finalize(outputs: RunOutputs, state: dict, step: int, *, config: RunConfig,
+             metadata: Mapping[str, Any]) -> None:
+    """After the last step: the final prompt (or, in model tuning, the model), and the
+    paths of prompt files an earlier invocation of a resumed run wrote."""
+    prompts_dir = outputs.prompts_dir
+    paths = outputs.prompt_paths
+    final = _save_prompt(prompts_dir / "final.npy", state["trainable"],
+                         {**outputs.meta, "kind": "final", "step": step})
+    if final is not None:
+        paths["final"] = final
+    if config.train.mode == "model":
+        _save_model(outputs.out_dir / "model", state["trainable"]["params"], dict(metadata))
+    if "best" not in paths and outputs.best.prompt_path.exists():
+        paths["best"] = outputs.best.prompt_path
+    emb = prompts_dir / f"embedding_step{config.train.embedding_step}.npy"
+    if "embedding" not in paths and emb.exists():
+        paths["embedding"] = emb
+
+
+def _write_summary(result: RunResult, metadata: Mapping[str, Any]) -> None:
+    out_dir = result.out_dir
+    summary = {"final_step": result.final_step, "best_step": result.best_step,
+               "best_score": result.best_score, "best_metrics": result.best_metrics,
+               "prompts": {k: str(v.relative_to(out_dir)) for k, v in result.prompt_paths.items()},
+               "resumed_from": result.resumed_from, **{k: v for k, v in metadata.items()
+                                                      if isinstance(v, (str, int, float))}}
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
+
+
+def _progress_bar(t_cfg: TrainConfig, start_step: int, metadata: Mapping[str, Any]):
+    if not t_cfg.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=t_cfg.steps, initial=start_step, unit="step", dynamic_ncols=True,
+                desc=metadata.get("task", "train"))
+
+
+def run_loop(config: RunConfig, pieces: RunPieces, *, log: Callable[[str], None] = print,
+             mesh=None, step_cache: StepCache | None = None) -> RunResult:
+    """Train until `config.train.steps`, resuming from `out_dir/checkpoints` if present.
+
+    Runs of one caller share their jitted step through `step_cache` (see `StepCache`)."""
+    config = config.resolve()
+    t_cfg = config.train
+    started_at = time.time()
+    out_dir = prepare_run_folder(pieces.out_dir, config, log)
+    mesh = mesh or shard.make_mesh(config.mesh)
+    state, run = restore_or_init(config, pieces, mesh, log=log, step_cache=step_cache)
+    _log_sizes(state, run.frozen, t_cfg.mode == "model", mesh, log)
+    outputs = RunOutputs.open(out_dir, config, pieces.metadata, run.start_step)
+    hooks = PeriodicHooks(t_cfg, outputs, pieces.evaluate, run.manager)
+    progress = _progress_bar(t_cfg, run.start_step, pieces.metadata)
+    losses = LossLog(outputs.writer, run.manager, out_dir / "checkpoints", progress)
+    it = _Prefetcher(pieces.batches(run.start_step),
+                     lambda b: shard.put_batch(b, run.batch_sharding))
+    step = run.start_step
     try:
         while step < t_cfg.steps:
-            batch = next(it)
-            state, metrics = train_step(state, frozen, batch)
+            state, metrics = run.train_step(state, run.frozen, next(it))
             step += 1
-            # Pull the previous step's metrics now: it has finished, so this never stalls
-            # the device pipeline by more than one step.
-            if pending is not None:
-                window.append(verified(*pending))
-            pending = (step, metrics)
-            must_sync = (step % t_cfg.eval_every == 0 or step == t_cfg.steps
-                         or step % t_cfg.checkpoint_every == 0 or step == t_cfg.embedding_step)
-            if must_sync or step % t_cfg.log_every == 0:
-                window.append(verified(*pending))
-                pending = None
-                avg = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                writer.write(step, "train", avg)
-                if progress is not None:
-                    progress.set_postfix(loss=f"{avg['loss']:.4f}", eval=last_eval,
-                                         refresh=False)
-                window = []
-            if step == t_cfg.embedding_step and not model_tuning:
-                prompt_paths["embedding"] = _save_prompt(
-                    prompts_dir / f"embedding_step{step}.npy", state["trainable"],
-                    {**meta, "kind": "embedding", "step": step})
-            if evaluate is not None and (step % t_cfg.eval_every == 0 or step == t_cfg.steps):
-                eval_metrics, score = evaluate(state["trainable"], frozen)
-                writer.write(step, "eval", {**_flatten_eval(eval_metrics), "score": score})
-                last_eval = f"{score:.2f}"
-                if not best or score > best["score"]:
-                    best = {"step": step, "score": score, "metrics": eval_metrics}
-                    saved = _save_prompt(
-                        prompts_dir / "best.npy", state["trainable"],
-                        {**meta, "kind": "best", "step": step, "score": score,
-                         "metrics": eval_metrics})
-                    if saved is not None:
-                        prompt_paths["best"] = saved
-                    atomic_write_text(best_path, json.dumps(best, indent=2, sort_keys=True))
-            if step % t_cfg.checkpoint_every == 0 or step == t_cfg.steps:
-                manager.save(step, args=ocp.args.StandardSave(state))
+            losses.add(step, metrics, last_eval=hooks.last_eval,
+                       write=hooks.must_sync(step) or step % t_cfg.log_every == 0)
+            hooks.after_step(step, state, run.frozen)
             if progress is not None:
                 progress.update(1)
-        if pending is not None:
-            verified(*pending)
-        manager.wait_until_finished()
-        final = _save_prompt(prompts_dir / "final.npy", state["trainable"],
-                             {**meta, "kind": "final", "step": step})
-        if final is not None:
-            prompt_paths["final"] = final
-        if model_tuning:
-            _save_model(out_dir / "model", state["trainable"]["params"], metadata)
-        if "best" not in prompt_paths and (prompts_dir / "best.npy").exists():
-            prompt_paths["best"] = prompts_dir / "best.npy"
-        emb = prompts_dir / f"embedding_step{t_cfg.embedding_step}.npy"
-        if "embedding" not in prompt_paths and emb.exists():
-            prompt_paths["embedding"] = emb
+        losses.finish()
+        run.manager.wait_until_finished()
+        finalize(outputs, state, step, config=config, metadata=pieces.metadata)
     finally:
         it.close()
-        writer.close()
+        outputs.writer.close()
         if progress is not None:
             progress.close()
-        manager.wait_until_finished()
-        manager.close()
-    result = RunResult(out_dir=out_dir, final_step=step, best_step=best.get("step"),
-                       best_score=best.get("score"), best_metrics=best.get("metrics", {}),
-                       prompt_paths=prompt_paths, resumed_from=resumed_from,
-                       seconds=time.time() - started)
-    summary = {"final_step": step, "best_step": result.best_step,
-               "best_score": result.best_score, "best_metrics": result.best_metrics,
-               "prompts": {k: str(v.relative_to(out_dir)) for k, v in prompt_paths.items()},
-               "resumed_from": resumed_from, **{k: v for k, v in metadata.items()
-                                               if isinstance(v, (str, int, float))}}
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
+        run.manager.wait_until_finished()
+        run.manager.close()
+    best = outputs.best
+    result = RunResult(out_dir=out_dir, final_step=step, best_step=best.step,
+                       best_score=best.score, best_metrics=best.metrics,
+                       prompt_paths=outputs.prompt_paths, resumed_from=run.resumed_from,
+                       seconds=time.time() - started_at)
+    _write_summary(result, pieces.metadata)
     return result
 
 

@@ -11,7 +11,7 @@ from spot.config import RunConfig
 from spot.model.t5 import T5_1_1_SIZES, canonical_preset
 
 DEFAULT_CHECKPOINTS = {
-    f"t5_1_1_{s}": f"gs://t5-data/pretrained_models/t5x/t5_1_1_lm100k_{s}/checkpoint_1100000"
+    canonical_preset(s): f"gs://t5-data/pretrained_models/t5x/t5_1_1_lm100k_{s}/checkpoint_1100000"
     for s in T5_1_1_SIZES}
 VOCAB_FILES = ("spiece.model", "sentencepiece.model", "vocab.model")
 EMBEDDED_MODEL = "embedded"  # the tiny backbone the project pretrains itself (spot backbone)

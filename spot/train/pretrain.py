@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -99,44 +99,93 @@ def encoder_reliance(eval_step, params, stream: np.ndarray, recipe: BackboneReci
     return out
 
 
-def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
-                   log: Callable[[str], None] = print, progress: bool = True,
-                   diagnose_every: int = 0, diagnose_batches: int = 4,
-                   on_record: Callable[[dict], None] | None = None) -> Path:
-    """Pretrain (or reuse) the embedded backbone; returns its cached folder.
+@dataclasses.dataclass(frozen=True)
+class _Build:
+    """One backbone build: its recipe, destination, vocabulary and token streams."""
 
-    `diagnose_every=N` also measures `encoder_reliance` on `diagnose_batches` held-out
-    batches every N steps (and at the end) into the build's history, as records with
-    objective "diagnosis"; it changes neither the weights nor the cache key. `on_record` sees
-    every history record as it is made (the curve probes write them out as they go).
-    """
-    import jax
+    recipe: BackboneRecipe
+    out: Path
+    sp_path: Path
+    digest: str
+    started: float
+    cfg: Any  # the model's T5Config
+    train_stream: np.ndarray
+    heldout_stream: np.ndarray
+
+
+def _prepare(recipe: BackboneRecipe, sp_path: Path, out: Path, started: float,
+             log: Callable[[str], None]) -> _Build:
+    """The vocabulary, model config and corpus token streams of a build."""
+    import sentencepiece as spm
 
     from spot.data.offline.corpus import load_corpus
     from spot.data.vocab import load_vocabulary
-    from spot.model.checkpoints import save_native
-    from spot.model.t5 import Transformer, init_params
 
-    recipe = recipe or BackboneRecipe()
-    started = time.time()
-    # The vocabulary and the corpus split share the seed, so the suite's validation text
-    # stays out of both.
-    sp_path = vocabulary_path(recipe)
     digest = data_digest(sp_path)
-    out = cache_root() / f"backbone-{backbone_key(recipe, sp_path)}"
-    if (out / "config.json").is_file() and not force:
-        log(f"embedded backbone already built: {out}")
-        return out
     vocab = load_vocabulary(sp_path, extra_ids=EXTRA_IDS)
-    import sentencepiece as spm
-
     sp_size = spm.SentencePieceProcessor(model_file=str(sp_path)).get_piece_size()
     cfg = model_config(recipe, sp_size)
+    # The vocabulary and the corpus split share the seed, so the suite's validation text
+    # stays out of both.
     train_stream = token_stream(load_corpus("train", seed=recipe.seed), vocab)
     heldout_stream = token_stream(load_corpus("heldout", seed=recipe.seed), vocab)
     log(f"corpus: {len(train_stream):,} train tokens, {len(heldout_stream):,} held-out tokens; "
         f"vocabulary {sp_size} pieces + {EXTRA_IDS} sentinels (model vocab {cfg.vocab_size})")
+    return _Build(recipe=recipe, out=out, sp_path=sp_path, digest=digest, started=started,
+                  cfg=cfg, train_stream=train_stream, heldout_stream=heldout_stream)
 
+
+class _History:
+    """The build's history records (loss every 50 steps, diagnoses every `every` steps),
+    each also handed to `on_record` as it is made."""
+
+    def __init__(self, build: _Build, on_record: Callable[[dict], None] | None, every: int,
+                 batches: int):
+        self.build, self.on_record, self.every, self.batches = build, on_record, every, batches
+        self.records: list[dict] = []
+
+    def record(self, entry: dict) -> None:
+        self.records.append(entry)
+        if self.on_record is not None:
+            self.on_record(entry)
+
+    def diagnosis_due(self, step: int, total: int) -> bool:
+        return bool(self.every) and (step % self.every == 0 or step == total)
+
+    def diagnose(self, eval_step, params, step: int) -> None:
+        """`encoder_reliance` on the default recipe's objectives (comparable across
+        recipes), and on the recipe's own ones when they differ ("own_" keys)."""
+        b = self.build
+        t0 = time.time()
+        reference = reference_objectives(b.recipe)
+        rel = encoder_reliance(eval_step, params, b.heldout_stream, reference, b.cfg.vocab_size,
+                               self.batches)
+        own = {} if reference == b.recipe else encoder_reliance(
+            eval_step, params, b.heldout_stream, b.recipe, b.cfg.vocab_size, self.batches)
+        self.record({
+            "step": step, "objective": "diagnosis", "seconds": round(time.time() - b.started, 1),
+            "measure_seconds": round(time.time() - t0, 2), "batches": self.batches,
+            **{f"{obj}_{k}": v for obj, d in rel.items() for k, v in d.items()},
+            **{f"own_{obj}_{k}": v for obj, d in own.items() for k, v in d.items()}})
+
+
+def _objective(recipe: BackboneRecipe, step: int) -> str:
+    """The pretraining objective of `step`: copy, reconstruct, span, then prefix LM."""
+    phase = step - recipe.copy_steps
+    return ("copy" if phase < 0 else
+            "reconstruct" if phase < recipe.reconstruct_steps else
+            "span" if phase < recipe.reconstruct_steps + recipe.span_steps else
+            "prefix_lm")
+
+
+def _pretrain(build: _Build, history: _History, *, log: Callable[[str], None],
+              progress: bool):
+    """The step loop; returns the trained parameters, the eval step and the size."""
+    import jax
+
+    from spot.model.t5 import Transformer, init_params
+
+    recipe, cfg = build.recipe, build.cfg
     module = Transformer(cfg.replace(dropout_rate=recipe.dropout_rate))
     params = jax.tree_util.tree_map(jax.numpy.asarray, init_params(cfg, recipe.seed))
     total = (recipe.copy_steps + recipe.reconstruct_steps + recipe.span_steps
@@ -155,35 +204,11 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, unit="step", desc="pretrain", dynamic_ncols=True)
-    history: list[dict] = []
     loss_acc = []
-
-    def record(entry: dict) -> None:
-        history.append(entry)
-        if on_record is not None:
-            on_record(entry)
-
-    def measure(step: int) -> None:
-        t0 = time.time()
-        # On the default recipe's objectives (comparable across recipes), and on the recipe's
-        # own ones when they differ ("own_" keys).
-        reference = reference_objectives(recipe)
-        rel = encoder_reliance(eval_step, params, heldout_stream, reference, cfg.vocab_size,
-                               diagnose_batches)
-        own = {} if reference == recipe else encoder_reliance(
-            eval_step, params, heldout_stream, recipe, cfg.vocab_size, diagnose_batches)
-        record({"step": step, "objective": "diagnosis", "seconds": round(time.time() - started, 1),
-                "measure_seconds": round(time.time() - t0, 2), "batches": diagnose_batches,
-                **{f"{obj}_{k}": v for obj, d in rel.items() for k, v in d.items()},
-                **{f"own_{obj}_{k}": v for obj, d in own.items() for k, v in d.items()}})
-
+    mean = float("nan")  # the last logged loss (shown on the progress bar)
     for step in range(total):
-        phase = step - recipe.copy_steps
-        objective = ("copy" if phase < 0 else
-                     "reconstruct" if phase < recipe.reconstruct_steps else
-                     "span" if phase < recipe.reconstruct_steps + recipe.span_steps else
-                     "prefix_lm")
-        batch = make_batch(train_stream, objective, recipe, cfg.vocab_size, rng)
+        objective = _objective(recipe, step)
+        batch = make_batch(build.train_stream, objective, recipe, cfg.vocab_size, rng)
         params, opt_state, loss = train_step(params, opt_state, batch,
                                              jax.random.fold_in(key, step))
         loss_acc.append(loss)
@@ -191,38 +216,75 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
             mean = float(np.mean(jax.device_get(loss_acc)))
             if not math.isfinite(mean):
                 raise CheckpointError(f"backbone pretraining diverged at step {step + 1}")
-            record({"step": step + 1, "objective": objective, "loss": mean,
-                    "seconds": round(time.time() - started, 1)})
+            history.record({"step": step + 1, "objective": objective, "loss": mean,
+                            "seconds": round(time.time() - build.started, 1)})
             loss_acc = []
-        if diagnose_every and ((step + 1) % diagnose_every == 0 or step + 1 == total):
-            measure(step + 1)
+        if history.diagnosis_due(step + 1, total):
+            history.diagnose(eval_step, params, step + 1)
             if bar is not None:
                 bar.set_postfix(objective=objective, loss=f"{mean:.3f}", refresh=False)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    ppl = {obj: heldout_perplexity(eval_step, params, heldout_stream, recipe, cfg.vocab_size, obj)
+    return params, eval_step, n_params
+
+
+def _save(build: _Build, params, eval_step, n_params: int, history: list[dict],
+          log: Callable[[str], None]) -> Path:
+    """Held-out perplexities, then the model, vocabulary and report into the cache folder
+    (written beside it and renamed, so a cached backbone is always complete)."""
+    import jax
+
+    from spot.model.checkpoints import save_native
+
+    recipe, cfg, out = build.recipe, build.cfg, build.out
+    ppl = {obj: heldout_perplexity(eval_step, params, build.heldout_stream, recipe,
+                                   cfg.vocab_size, obj)
            for obj in ("span", "prefix_lm")}
-    unigram = _unigram_perplexity(train_stream, heldout_stream, cfg.vocab_size)
-    seconds = time.time() - started
+    unigram = _unigram_perplexity(build.train_stream, build.heldout_stream, cfg.vocab_size)
+    seconds = time.time() - build.started
     log(f"held-out perplexity: span corruption {ppl['span']:.1f}, prefix LM "
         f"{ppl['prefix_lm']:.1f} (unigram baseline {unigram:.1f}); {seconds / 60:.1f} min")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_native(tmp, cfg, jax.tree_util.tree_map(np.asarray, jax.device_get(params)),
                 metadata={"recipe": dataclasses.asdict(recipe)})
-    shutil.copyfile(sp_path, tmp / "vocab.model")
+    shutil.copyfile(build.sp_path, tmp / "vocab.model")
     report = {"recipe": dataclasses.asdict(recipe), "recipe_key": recipe.key(),
-              "backbone_key": out.name.removeprefix("backbone-"), "data_digest": digest,
-              "parameters": n_params, "train_tokens": int(len(train_stream)),
-              "heldout_tokens": int(len(heldout_stream)),
+              "backbone_key": out.name.removeprefix("backbone-"), "data_digest": build.digest,
+              "parameters": n_params, "train_tokens": int(len(build.train_stream)),
+              "heldout_tokens": int(len(build.heldout_stream)),
               "heldout_perplexity": ppl, "unigram_perplexity": unigram,
               "seconds": round(seconds, 1), "history": history}
     atomic_write_text(tmp / "pretraining.json", json.dumps(report, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out
+
+
+def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
+                   log: Callable[[str], None] = print, progress: bool = True,
+                   diagnose_every: int = 0, diagnose_batches: int = 4,
+                   on_record: Callable[[dict], None] | None = None) -> Path:
+    """Pretrain (or reuse) the embedded backbone; returns its cached folder.
+
+    `diagnose_every=N` also measures `encoder_reliance` on `diagnose_batches` held-out
+    batches every N steps (and at the end) into the build's history, as records with
+    objective "diagnosis"; it changes neither the weights nor the cache key. `on_record` sees
+    every history record as it is made (the curve probes write them out as they go).
+    """
+    recipe = recipe or BackboneRecipe()
+    started = time.time()
+    sp_path = vocabulary_path(recipe)
+    out = cache_root() / f"backbone-{backbone_key(recipe, sp_path)}"
+    if (out / "config.json").is_file() and not force:
+        log(f"embedded backbone already built: {out}")
+        return out
+    build = _prepare(recipe, sp_path, out, started, log)
+    history = _History(build, on_record, diagnose_every, diagnose_batches)
+    params, eval_step, n_params = _pretrain(build, history, log=log, progress=progress)
+    return _save(build, params, eval_step, n_params, history.records, log)
 
 
 def diagnose(path: str | os.PathLike | None = None, *, batches: int = 8) -> dict:

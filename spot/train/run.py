@@ -6,6 +6,7 @@ notebooks call `spot.train.run.train(config)` directly.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,15 +15,15 @@ from spot.errors import ConfigError
 from spot.model.api import T5, load_t5, random_t5, resolve_dtype
 from spot.model.t5 import T5Config
 from spot.train.model_paths import resolve_model_path, resolve_vocab
+from spot.train.step_cache import StepCache
 
 def build_model(config: RunConfig) -> T5:
-    m = config.model
+    """The model `config` names, with its resolved dtypes (model tuning stores float32
+    weights unless `model.param_dtype` says otherwise) and remat policy."""
+    m = config.resolve().model
     dtype = resolve_dtype(m.dtype)
-    param_dtype = resolve_dtype(m.param_dtype)
-    if config.train.mode == "model":
-        param_dtype = resolve_dtype("float32")  # trained weights stay in float32
-    options = {"param_dtype": param_dtype, "attention_impl": m.attention_impl, "remat": m.remat,
-               "scan_layers": m.scan_layers}
+    options = {"param_dtype": resolve_dtype(m.param_dtype), "attention_impl": m.attention_impl,
+               "remat": False if m.remat == "none" else m.remat, "scan_layers": m.scan_layers}
     if m.random_weights:
         try:
             cfg = T5Config.preset(m.name)
@@ -65,16 +66,13 @@ def initial_trainable_fn(config: RunConfig, t5: T5, vocab: Any, members: list[st
 
             return {"params": jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True),
                                                      t5.params)}
-        init = p.init
-        labels = None
-        if init == "class_labels":
+        settings, labels = p, None
+        if p.init == "class_labels":
             labels = _label_words(members)
-            if not labels:
-                init = "sampled_vocab"  # open-ended targets have no label words to embed
-        prompt = make_initial_prompt(
-            init, seed=config.train.seed, length=p.length, embedding=t5.embedding, vocab=vocab,
-            labels=labels, text=p.init_text, path=p.init_path or None, resize=p.resize,
-            scale=p.uniform_scale, population=p.population)
+            if not labels:  # open-ended targets have no label words to embed
+                settings = dataclasses.replace(p, init="sampled_vocab")
+        prompt = make_initial_prompt(settings, embedding=t5.embedding, seed=config.train.seed,
+                                     vocab=vocab, labels=labels)
         return trainable_from_prompt(prompt, reparameterize=p.reparameterize,
                                      hidden=p.encoder_hidden, seed=config.train.seed)
 
@@ -82,31 +80,61 @@ def initial_trainable_fn(config: RunConfig, t5: T5, vocab: Any, members: list[st
 
 
 def check_init_prompt(config: RunConfig, emb_dim: int) -> None:
-    """Fail on a mismatched --init prompt before anything compiles."""
-    p = config.prompt
-    if p.init != "file":
+    """Fail on a mismatched --init prompt before anything compiles: the same check, and the
+    same `PromptError`, as the initializer that later reads it."""
+    if config.prompt.init != "file":
         return
-    from spot.model.prompt import validate_prompt
-    from spot.model.prompt_files import load_prompt
+    from spot.model.prompt import load_init_prompt
 
-    prompt = validate_prompt(load_prompt(p.init_path), source=p.init_path)
-    if prompt.shape[1] != emb_dim:
-        raise ConfigError(
-            f"--init {p.init_path}: prompt width {prompt.shape[1]} does not match the model's "
-            f"embedding size {emb_dim}")
-    if prompt.shape[0] != p.length and not p.resize:
-        raise ConfigError(
-            f"--init {p.init_path}: prompt length {prompt.shape[0]} differs from prompt.length "
-            f"{p.length}; pass --resize-prompt to truncate or pad it")
+    load_init_prompt(config.prompt, emb_dim)
+
+
+def _batches_fn(config: RunConfig, vocab: Any) -> Callable[[int], Any]:
+    from spot.data import pipeline
+
+    d = config.data
+
+    def batches(start_step: int):
+        return pipeline.train_batches(
+            config.task_or_mixture, vocab=vocab, batch_size=d.batch_size,
+            input_length=d.input_length, target_length=d.target_length, seed=config.train.seed,
+            start_step=start_step, K=d.mixing_K)
+
+    return batches
+
+
+def _evaluator(config: RunConfig, t5: T5, vocab: Any, members: list[str],
+               log: Callable[[str], None]):
+    """Scores on each member's `data.eval_split`, or None when no member has that split."""
+    from spot.data import pipeline, registry
+    from spot.train.evaluate import make_evaluator
+
+    d = config.data
+    eval_sets = {}
+    for name in members:
+        if registry.get(name).num_examples(d.eval_split) == 0:
+            continue
+        eval_sets[name] = pipeline.eval_set(
+            name, vocab=vocab, split=d.eval_split, input_length=d.input_length,
+            target_length=d.target_length, max_examples=d.max_eval_examples or None)
+    if not eval_sets:
+        log(f"no {d.eval_split} split for {config.task_or_mixture}: training without evaluation")
+        return None
+    return make_evaluator(t5.module, eval_sets, vocab=vocab, method=config.train.eval_method,
+                          batch_size=d.eval_batch_size, max_length=d.target_length)
 
 
 def train(config: RunConfig, *, t5: T5 | None = None, vocab: Any = None,
-          log: Callable[[str], None] = print, step_wrapper: Callable | None = None):
-    """Run (or resume) one training run and return its `RunResult`."""
-    from spot.data import pipeline, registry
+          log: Callable[[str], None] = print, step_wrapper: Callable | None = None,
+          step_cache: StepCache | None = None):
+    """Run (or resume) one training run and return its `RunResult`.
+
+    The config is resolved first (`spot.config.resolve`): a config that sets only
+    `train.mode` gets that mode's recipe. A caller running many runs passes one
+    `spot.train.step_cache.StepCache` to each so they share the jitted step."""
+    from spot.data import registry
     from spot.data.local import register_task_file
-    from spot.train.evaluate import make_evaluator
-    from spot.train.loop import check_resumable, run_loop
+    from spot.train.loop import RunPieces, check_resumable, run_loop
     from spot.train.preflight import preflight
     from spot.train.sharding import maybe_initialize_distributed
 
@@ -125,33 +153,31 @@ def train(config: RunConfig, *, t5: T5 | None = None, vocab: Any = None,
     check_init_prompt(config, t5.config.emb_dim)
     if vocab is None:
         vocab = resolve_vocab(config)
-    d = config.data
-
-    def batches(start_step: int):
-        return pipeline.train_batches(
-            config.task_or_mixture, vocab=vocab, batch_size=d.batch_size,
-            input_length=d.input_length, target_length=d.target_length, seed=config.train.seed,
-            start_step=start_step, K=d.mixing_K)
-
-    eval_sets = {}
-    for name in members:
-        if registry.get(name).num_examples(d.eval_split) == 0:
-            continue
-        eval_sets[name] = pipeline.eval_set(
-            name, vocab=vocab, split=d.eval_split, input_length=d.input_length,
-            target_length=d.target_length, max_examples=d.max_eval_examples or None)
-    if not eval_sets:
-        log(f"no {d.eval_split} split for {config.task_or_mixture}: training without evaluation")
-    frozen = {} if config.train.mode == "model" else t5.params
-    evaluate = None
-    if eval_sets:
-        evaluate = make_evaluator(t5.module, eval_sets, vocab=vocab,
-                                  method=config.train.eval_method, batch_size=d.eval_batch_size,
-                                  max_length=d.target_length)
     metadata = {"task": config.task_or_mixture, "members": members,
                 "model": config.model.checkpoint or config.model.name,
                 "model_config": t5.config.to_dict(), "mode": config.train.mode}
-    return run_loop(config, out_dir=out_dir, module=t5.module, frozen=frozen,
-                    initial_trainable=initial_trainable_fn(config, t5, vocab, members),
-                    batches=batches, evaluate=evaluate, metadata=metadata,
-                    step_wrapper=step_wrapper, log=log)
+    pieces = RunPieces(
+        out_dir=out_dir, module=t5.module,
+        frozen={} if config.train.mode == "model" else t5.params,
+        initial_trainable=initial_trainable_fn(config, t5, vocab, members),
+        batches=_batches_fn(config, vocab), evaluate=_evaluator(config, t5, vocab, members, log),
+        metadata=metadata, step_wrapper=step_wrapper)
+    result = run_loop(config, pieces, log=log, step_cache=step_cache)
+    if config.train.mode == "model":
+        keep_vocab_with_model(out_dir / "model", vocab)
+    return result
+
+
+def keep_vocab_with_model(model_dir: Path, vocab: Any) -> None:
+    """Copy the run's SentencePiece file (when it came from a local file) into the saved
+    model folder as vocab.model, where `resolve_vocab` looks beside a checkpoint, so a
+    command loading RUN/model needs no --vocab."""
+    from spot.fileio import atomic_write_bytes
+
+    src = getattr(vocab, "sentencepiece_model_file", None)
+    if not src or "://" in str(src) or not Path(src).is_file() or not model_dir.is_dir():
+        return
+    data = Path(src).read_bytes()
+    dst = model_dir / "vocab.model"
+    if not dst.is_file() or dst.read_bytes() != data:
+        atomic_write_bytes(dst, data)

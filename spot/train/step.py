@@ -45,9 +45,11 @@ def decoupled_weight_decay(rate: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
+def make_optimizer(cfg: OptimizerConfig, mode: str = "prompt") -> optax.GradientTransformation:
     """Adafactor with the prompt-tuning recipe: no momentum, no parameter scaling,
-    decay rate 0.8, update clipping 1.0, constant learning rate, decoupled weight decay."""
+    decay rate 0.8, update clipping 1.0, constant learning rate, decoupled weight decay.
+    Unset fields take `mode`'s recipe (a resolved config has none)."""
+    cfg = cfg.resolve(mode)
     parts = [
         optax.scale_by_factored_rms(factored=cfg.factored, decay_rate=cfg.decay_rate,
                                     epsilon=cfg.epsilon),

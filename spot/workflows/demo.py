@@ -2,20 +2,24 @@
 
 `spot demo --out DIR` (the README's first command) runs, on a fresh machine with no network:
   1. the backbone (pretrained once, then cached);
-  2. source prompts on every source task of the offline suite (task embedding = the prompt at
-     an early fixed step, source prompt = best validation checkpoint), stored in a library;
-  3. a prompt on the mixture of all sources (generic SPoT);
-  4. for each target task: prompt tuning from class labels (baseline), from the mixture prompt
-     (generic SPoT), from every source prompt (the transfer grid, which also gives the oracle),
-     and targeted SPoT from the sources retrieved by task-embedding similarity (best of top-k
-     and the top-k weighted average);
-  5. retrieval quality of every similarity metric against the measured transfers, the results
-     CSV, the summary and the three figures.
+  2. the study grid of `spot study run` (`spot.workflows.study.run_study`): source prompts on
+     every source task of the offline suite (task embedding = the prompt at an early fixed
+     step, source prompt = best validation checkpoint) stored in OUT/library, each target from
+     class labels (the baseline) and from every source prompt (which also gives the oracle);
+  3. a prompt on the mixture of all sources and every target from it (generic SPoT);
+  4. targeted SPoT with `spot.retrieval.strategies`, as `spot transfer` runs it: sources ranked
+     by task-embedding similarity, best of top-k (read off the grid) and the top-k weighted
+     average (trained);
+  5. the study summary (`spot.analysis.transfer`), retrieval quality of every similarity
+     metric against the measured transfers, the results CSV, the tables and three figures.
+
+Run folders are named as the study names its cells (`runs/source-TASK-sSEED`,
+`runs/target-TASK-from-SOURCE-sSEED`, `none` for the baseline); a rerun skips finished cells
+and resumes the rest.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import time
@@ -24,7 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from spot.fileio import atomic_open, atomic_write_text
+from spot.fileio import atomic_write_text
+from spot.workflows.study import write_results
 
 
 def _default_recipe():
@@ -78,19 +83,18 @@ def fitted_input_length(name: str, vocab: Any, cap: int, multiple: int = 8) -> i
     return int(min(cap, -(-longest // multiple) * multiple))
 
 
-def _run_config(demo: DemoConfig, *, out_dir: Path, task: str = "", mixture: str = "",
-                steps: int, init: str, init_path: str = "", input_length: int = 0):
+def _base_config(demo: DemoConfig, out: Path):
+    """What every run of the demo shares; each run (a study cell or one of the demo's own)
+    sets its task, steps and initialization on top, and `_fit` its lengths."""
     from spot.config import RunConfig, apply_overrides
 
     overrides = {
         "model.name": "embedded", "model.dtype": "float32", "model.param_dtype": "float32",
-        "data.task": task, "data.mixture": mixture, "data.batch_size": demo.batch_size,
-        "data.input_length": input_length or demo.input_length, "data.target_length": demo.target_length,
-        "data.max_eval_examples": demo.max_eval_examples, "data.eval_batch_size": 100,
-        "prompt.length": demo.prompt_length, "prompt.init": init, "prompt.init_path": init_path,
-        "train.steps": steps, "train.eval_every": min(demo.eval_every, steps),
-        "train.checkpoint_every": steps, "train.embedding_step": demo.embedding_step,
-        "train.log_every": 25, "train.seed": demo.seed, "train.out_dir": str(out_dir),
+        "data.batch_size": demo.batch_size, "data.input_length": demo.input_length,
+        "data.target_length": demo.target_length, "data.max_eval_examples": demo.max_eval_examples,
+        "data.eval_batch_size": 100, "prompt.length": demo.prompt_length,
+        "train.steps": demo.target_steps, "train.embedding_step": demo.embedding_step,
+        "train.log_every": 25, "train.seed": demo.seed, "train.out_dir": str(out / "runs"),
         "train.progress": False,
     }
     return apply_overrides(RunConfig(), overrides)
@@ -110,151 +114,220 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from spot.analysis import plots
-    from spot.analysis.transfer import markdown_table, ranking_quality, summarize
-    from spot.train.pretrain import build_backbone
+@dataclasses.dataclass
+class _Session:
+    """The backbone, vocabulary and folders every phase of one demo run uses."""
+
+    demo: DemoConfig
+    out: Path
+    t5: Any
+    vocab: Any
+    log: Callable[[str], None]
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def base(self):
+        return _base_config(self.demo, self.out)
+
+    def fit(self, config):
+        """Input length fitted to the run's task; evaluation at least once, one checkpoint."""
+        from spot.config import apply_overrides
+
+        steps = config.train.steps
+        length = fitted_input_length(config.task_or_mixture, self.vocab, self.demo.input_length)
+        return apply_overrides(config, {"data.input_length": length,
+                                        "train.eval_every": min(self.demo.eval_every, steps),
+                                        "train.checkpoint_every": steps})
+
+    def train(self, name: str, overrides: dict[str, Any]) -> Any:
+        """One of the demo's own runs (outside the study grid), resumed when it exists."""
+        from spot.config import apply_overrides
+        from spot.train.run import train
+
+        name = f"{name}-s{self.demo.seed}"
+        t0 = time.time()
+        config = self.fit(apply_overrides(self.base, {
+            **overrides, "train.out_dir": str(self.out / "runs" / name)}))
+        result = train(config, t5=self.t5, vocab=self.vocab, log=lambda s: None)
+        self.timings[name] = time.time() - t0
+        self.log(f"  {name:<40} best score {result.best_score:6.2f} at step {result.best_step}"
+                 f"  ({self.timings[name]:.0f}s)")
+        return result
+
+
+@dataclasses.dataclass
+class _Grid:
+    """The study grid of one seed: scores, prompts and task embeddings."""
+
+    baseline: dict[str, float]  # target -> score from class labels
+    transfer: dict[str, dict[str, float]]  # target -> source -> score
+    source_prompts: dict[str, Path]  # source -> best prompt
+    embeddings: dict[str, np.ndarray]  # sources then targets -> task embedding
+
+
+def _run_grid(s: _Session) -> _Grid:
+    """Sources, baselines and every source -> target transfer: `spot study run`."""
     from spot.data.offline.suite import SOURCE_TASKS, TARGET_TASKS
+    from spot.model.prompt_files import load_prompt
+    from spot.workflows.study import Cell, StudyConfig, read_rows, run_prompts, run_study
+
+    demo = s.demo
+    study = StudyConfig(sources=SOURCE_TASKS, targets=TARGET_TASKS, out=str(s.out), seeds=1,
+                        first_seed=demo.seed, source_steps=demo.source_steps,
+                        target_steps=demo.target_steps)
+    report = run_study(s.base, study, t5=s.t5, vocab=s.vocab, adjust=s.fit,
+                       log=lambda m: s.log(f"  {m}"))
+    s.timings.update(report["seconds"])
+    scores = {(r["source"], r["target"]): float(r["score"]) for r in read_rows(s.out)
+              if int(r["seed"]) == demo.seed}
+
+    def prompts(source: str, target: str) -> dict[str, Path]:
+        return run_prompts(s.out / "runs" / Cell(source, target, demo.seed).run_name)
+
+    source_runs = {task: prompts("source", task) for task in SOURCE_TASKS}
+    embeddings = {task: load_prompt(paths["embedding"]) for task, paths in source_runs.items()}
+    for target in TARGET_TASKS:
+        embeddings[target] = load_prompt(prompts("none", target)["embedding"])
+    return _Grid(baseline={t: scores[("none", t)] for t in TARGET_TASKS},
+                 transfer={t: {src: scores[(src, t)] for src in SOURCE_TASKS}
+                           for t in TARGET_TASKS},
+                 source_prompts={task: paths["best"] for task, paths in source_runs.items()},
+                 embeddings=embeddings)
+
+
+def _run_generic(s: _Session) -> dict[str, float]:
+    """Generic SPoT: one prompt on the mixture of all sources, every target from it."""
+    from spot.data.offline.suite import TARGET_TASKS
+
+    mix = s.train("source-mixture", {"data.mixture": "offline_sources", "data.task": "",
+                                     "train.steps": s.demo.source_steps,
+                                     "prompt.init": "sampled_vocab"})
+    path = str(mix.prompt_paths["best"])
+    return {target: float(s.train(f"target-{target}-from-mixture", {
+        "data.task": target, "prompt.init": "file", "prompt.init_path": path}).best_score)
+        for target in TARGET_TASKS}
+
+
+def _run_targeted(s: _Session, grid: _Grid, library: Any, target: str) -> dict[str, Any]:
+    """Targeted SPoT for one target (`spot retrieve` / `spot transfer`): rank the library's
+    sources by task-embedding similarity; best of top-k reads the grid's transfers, the
+    top-k weighted average is trained."""
+    from spot.model.prompt_files import load_prompt, save_prompt
+    from spot.retrieval.strategies import best_of_top_k, ranked_sources, weighted_average
+
+    demo = s.demo
+    top = ranked_sources(library, grid.embeddings[target], metric=demo.metric, k=demo.k,
+                         exclude=[target])
+    sources = [task for task, _ in top]
+    best_source, best_score, _ = best_of_top_k(sources, lambda src: grid.transfer[target][src])
+    average = weighted_average([load_prompt(grid.source_prompts[t]) for t in sources],
+                               [score for _, score in top])
+    init = save_prompt(s.out / "runs" / f"init-{target}-weighted.npy", average,
+                       metadata={"strategy": "weighted", "sources": top})
+    weighted = s.train(f"target-{target}-weighted-top{demo.k}", {
+        "data.task": target, "prompt.init": "file", "prompt.init_path": str(init)})
+    return {"retrieved": sources, "best_of_top_k": best_score,
+            "best_of_top_k_source": best_source, "weighted_top_k": float(weighted.best_score)}
+
+
+def _results_rows(s: _Session, grid: _Grid, generic: dict[str, float]) -> list[dict[str, Any]]:
+    """Per target: the baseline, the mixture, then every source (the study's row format)."""
+    rows = []
+    for target, baseline in grid.baseline.items():
+        scores = {"none": baseline, "mixture": generic[target], **grid.transfer[target]}
+        rows += [{"source": source, "target": target, "seed": s.demo.seed,
+                  "score": f"{score:.6f}"} for source, score in scores.items()]
+    return rows
+
+
+def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     from spot.data.vocab import load_vocabulary
     from spot.library.store import PromptLibrary
     from spot.model.api import load_t5
-    from spot.model.prompt_files import load_prompt, save_prompt
-    from spot.retrieval.affinity import mean_quality
-    from spot.retrieval.similarity import METRICS, similarity
-    from spot.train.run import train
+    from spot.train.pretrain import build_backbone
 
     started = time.time()
     enable_compilation_cache()
     out = Path(demo.out)
     out.mkdir(parents=True, exist_ok=True)
     backbone = build_backbone(demo.backbone, log=log)
-    t5 = load_t5(backbone, "float32")
-    vocab = load_vocabulary(backbone / "vocab.model")
     # The suite registers itself (seed 0) on first lookup; `demo.seed` seeds the runs.
-    library = PromptLibrary(out / "library")
-    runs = out / "runs"
-    timings: dict[str, float] = {}
-
-    def run(name: str, **kw) -> Any:
-        t0 = time.time()
-        name_ = kw.get("task") or kw.get("mixture")
-        kw["input_length"] = fitted_input_length(name_, vocab, demo.input_length)
-        result = train(_run_config(demo, out_dir=runs / name, **kw), t5=t5, vocab=vocab,
-                       log=lambda s: None)
-        timings[name] = time.time() - t0
-        log(f"  {name:<40} best score {result.best_score:6.2f} at step {result.best_step}"
-            f"  ({timings[name]:.0f}s)")
-        return result
-
-    # 2. Source prompts and the library.
-    log(f"[1/4] source prompts on {len(SOURCE_TASKS)} offline tasks ({demo.source_steps} steps)")
-    source_prompts: dict[str, Path] = {}
-    embeddings: dict[str, np.ndarray] = {}
-    existing = {e.task for e in library.entries()}
-    for task in SOURCE_TASKS:
-        r = run(f"source-{task}", task=task, steps=demo.source_steps, init="sampled_vocab")
-        source_prompts[task] = r.prompt_paths["best"]
-        embeddings[task] = load_prompt(r.prompt_paths["embedding"])
-        if task not in existing:
-            library.add(task=task, prompt=load_prompt(r.prompt_paths["best"]),
-                        embedding=embeddings[task], run=f"seed{demo.seed}", model="embedded",
-                        metrics={"score": r.best_score}, step=r.best_step)
-    # 3. The mixture (generic SPoT).
-    log("[2/4] a prompt on the mixture of all sources (generic SPoT)")
-    mix = run("source-mixture", mixture="offline_sources", steps=demo.source_steps,
-              init="sampled_vocab")
-    mixture_prompt = mix.prompt_paths["best"]
-
-    # 4. Targets.
-    log(f"[3/4] {len(TARGET_TASKS)} targets: baseline, generic SPoT, every source, targeted SPoT")
-    rows: list[dict[str, Any]] = []
-    targeted: list[dict[str, Any]] = []
-    sims: dict[str, dict[tuple[str, str], float]] = {m: {} for m in METRICS}
-    for target in TARGET_TASKS:
-        base = run(f"target-{target}-baseline", task=target, steps=demo.target_steps,
-                   init="class_labels")
-        rows.append({"source": "none", "target": target, "seed": demo.seed,
-                     "score": base.best_score})
-        target_embedding = load_prompt(base.prompt_paths["embedding"])
-        embeddings[target] = target_embedding
-        generic = run(f"target-{target}-from-mixture", task=target, steps=demo.target_steps,
-                      init="file", init_path=str(mixture_prompt))
-        rows.append({"source": "mixture", "target": target, "seed": demo.seed,
-                     "score": generic.best_score})
-        grid: dict[str, float] = {}
-        for source, path in source_prompts.items():
-            r = run(f"target-{target}-from-{source}", task=target, steps=demo.target_steps,
-                    init="file", init_path=str(path))
-            grid[source] = r.best_score
-            rows.append({"source": source, "target": target, "seed": demo.seed,
-                         "score": r.best_score})
-        for metric in METRICS:
-            for source in source_prompts:
-                sims[metric][(source, target)] = similarity(target_embedding, embeddings[source],
-                                                            metric=metric)
-        ranked = library.rank(target_embedding, metric=demo.metric, k=demo.k, by="task")
-        top = [(task, float(score)) for task, score in ranked]
-        weights = np.array([s for _, s in top], np.float64)
-        weights = weights / weights.sum()
-        avg = sum(w * load_prompt(source_prompts[t]) for (t, _), w in zip(top, weights))
-        avg_path = save_prompt(runs / f"init-{target}-weighted.npy", avg.astype(np.float32),
-                               metadata={"strategy": "weighted", "sources": top})
-        weighted = run(f"target-{target}-weighted-top{demo.k}", task=target,
-                       steps=demo.target_steps, init="file", init_path=str(avg_path))
-        best_of_k = max(top, key=lambda ts: grid[ts[0]])
-        targeted.append({
-            "target": target, "baseline": base.best_score, "generic_spot": generic.best_score,
-            "retrieved": [t for t, _ in top], "best_of_top_k": grid[best_of_k[0]],
-            "best_of_top_k_source": best_of_k[0], "weighted_top_k": weighted.best_score,
-            **oracle_of(grid)})
-
-    # 5. Tables, retrieval quality, figures.
+    s = _Session(demo, out, load_t5(backbone, "float32"),
+                 load_vocabulary(backbone / "vocab.model"), log)
+    log("[1/4] the study grid: source prompts (the library), baselines from class labels, "
+        "every source -> target transfer")
+    grid = _run_grid(s)
+    log("[2/4] a prompt on the mixture of all sources, every target from it (generic SPoT)")
+    generic = _run_generic(s)
+    log(f"[3/4] targeted SPoT: top-{demo.k} sources by {demo.metric}")
+    targeted = []
+    library = PromptLibrary(out / "library")  # the study's: the sources' prompts and keys
+    for target, baseline in grid.baseline.items():
+        picked = _run_targeted(s, grid, library, target)
+        targeted.append({"target": target, "baseline": baseline,
+                         "generic_spot": generic[target], **picked,
+                         **oracle_of(grid.transfer[target])})
     log("[4/4] analysis")
-    results_csv = write_results_csv(out / "results.csv", rows)
-    grid_rows = [r for r in rows if r["source"] != "mixture"]
-    from spot.analysis.transfer import read_results
+    results_csv = write_results_csv(out / "results.csv", _results_rows(s, grid, generic))
+    sims = _similarities(grid)
+    report = _analyse(s, grid, results_csv, targeted, sims)
+    report["total_seconds"] = time.time() - started
+    _write_report(s, grid, report, sims)
+    return report
+
+
+def _similarities(grid: _Grid) -> dict[str, dict[tuple[str, str], float]]:
+    """{metric: {(source, target): similarity of their task embeddings}} for every metric."""
+    from spot.retrieval.similarity import METRICS, similarity
+
+    return {metric: {(source, target): similarity(grid.embeddings[target],
+                                                  grid.embeddings[source], metric=metric)
+                     for target in grid.baseline for source in grid.source_prompts}
+            for metric in METRICS}
+
+
+def _analyse(s: _Session, grid: _Grid, results_csv: Path, targeted: list[dict[str, Any]],
+             sims: dict[str, dict[tuple[str, str], float]]) -> dict[str, Any]:
+    """The study summary (`spot study summarize`) and each metric's retrieval quality, the
+    mean over targets of `spot.retrieval.quality.ranking_quality` against the transfers."""
+    from spot.analysis.transfer import read_results, summarize
+    from spot.retrieval.affinity import mean_quality
 
     summary = summarize(read_results(results_csv), similarities=sims)
-    baseline = {r["target"]: r["score"] for r in rows if r["source"] == "none"}
-    quality: dict[str, dict[str, float]] = {}
-    for metric in METRICS:
-        per_target = []
-        for target in TARGET_TASKS:
-            predicted = {s: sims[metric][(s, target)] for s in source_prompts}
-            true = {r["source"]: r["score"] for r in grid_rows
-                    if r["target"] == target and r["source"] != "none"}
-            per_target.append(ranking_quality(predicted, true, ks=(1, 3)))
-        quality[metric] = mean_quality(per_target)
-    report = {"targets": targeted, "retrieval_quality": quality, "baseline": baseline,
-              "summary": summary, "timings_seconds": timings,
-              "total_seconds": time.time() - started, "config": dataclasses.asdict(demo)}
+    quality = {metric: mean_quality(list(summary["ranking_quality"][metric].values()))
+               for metric in sims}
+    return {"targets": targeted, "retrieval_quality": quality, "baseline": dict(grid.baseline),
+            "summary": summary, "timings_seconds": s.timings,
+            "total_seconds": None,  # set once the analysis is done
+            "config": dataclasses.asdict(s.demo)}
+
+
+def _write_report(s: _Session, grid: _Grid, report: dict[str, Any],
+                  sims: dict[str, dict[tuple[str, str], float]]) -> None:
+    """summary.json, the tables and the three figures."""
+    from spot.analysis import plots
+    from spot.analysis.transfer import markdown_table
+    from spot.retrieval.similarity import similarity
+
+    out, summary = s.out, report["summary"]
     atomic_write_text(out / "summary.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out / "transfer_table.md", markdown_table(summary))
-    figures = []
-    figures += plots.plot_transfer_heatmap(summary, out / "fig_transfer_heatmap")
-    names = list(embeddings)
-    matrix = np.array([[similarity(embeddings[a], embeddings[b], metric="avg_cosine")
+    figures = plots.plot_transfer_heatmap(summary, out / "fig_transfer_heatmap")
+    names = list(grid.embeddings)
+    matrix = np.array([[similarity(grid.embeddings[a], grid.embeddings[b], metric="avg_cosine")
                         for b in names] for a in names])
     figures += plots.plot_similarity_clustermap(names, matrix, out / "fig_similarity_clustermap",
                                                  metric="avg_cosine")
     rer = {(p["source"], p["target"]): p["relative_error_reduction"] for p in summary["pairs"]}
-    points = {t: [(sims[demo.metric][(s, t)], rer[(s, t)]) for s in source_prompts
-                  if (s, t) in rer] for t in TARGET_TASKS}
+    points = {t: [(sims[s.demo.metric][(src, t)], rer[(src, t)]) for src in grid.source_prompts
+                  if (src, t) in rer] for t in grid.baseline}
     figures += plots.plot_similarity_vs_transfer(points, out / "fig_similarity_vs_transfer")
     report["figures"] = [str(f) for f in figures]
     atomic_write_text(out / "summary.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out / "tables.md", render_tables(report) + "\n")
-    return report
 
 
-def write_results_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """The results table (source,target,seed,score), written atomically: a crash keeps the
-    previous table of a rerun whole."""
-    with atomic_open(path, "w") as f:
-        w = csv.DictWriter(f, fieldnames=["source", "target", "seed", "score"])
-        w.writeheader()
-        w.writerows(rows)
-    return path
+write_results_csv = write_results  # the demo's results table is the study's format
 
 
 def oracle_of(grid: dict[str, float]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import IO, Any, Callable, Sequence
 
 import numpy as np
 
-from spot.errors import DataError, SpotError
+from spot.errors import ConfigError, DataError, SpotError
 from spot.model.api import T5, batch_pad
 from spot.model.decode import EOS_ID, greedy_decode, score_candidates_per_example
 from spot.train.evaluate import trim_at_eos
@@ -111,25 +111,89 @@ def _library_prompt_for(library: Any, task: str, entry_id: str | None) -> tuple[
     return str(best.id), best
 
 
-def parse_requests(path: Path, *, t5: T5, prompt_path: str | None, library_root: str | None,
-                   default_task: str | None, on_error: str,
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """How `spot predict` serves a JSONL file: one prompt for every line (`prompt_path`) or
+    a prompt library (`library_root`: each line's task or `entry` picks its prompt)."""
+
+    prompt_path: str = ""
+    library_root: str = ""
+    default_task: str = ""  # the task of lines that name none
+    input_length: int = 512
+    max_length: int = 64  # decoded tokens of open-ended requests
+    batch_size: int = 32
+    on_error: str = "skip"  # skip: report bad lines and go on; stop: raise at the first
+
+    def __post_init__(self) -> None:
+        if bool(self.prompt_path) == bool(self.library_root):
+            raise ConfigError("give exactly one of a prompt file or a prompt library")
+        if self.on_error not in ("skip", "stop"):
+            raise ConfigError(f"on_error must be skip or stop, got {self.on_error!r}")
+
+
+class _PromptSource:
+    """Validated prompts by key: the one prompt file, or library entries loaded on first use."""
+
+    def __init__(self, t5: T5, settings: PredictConfig):
+        from spot.model.prompt import validate_prompt
+        from spot.model.prompt_files import load_prompt
+
+        self.emb_dim = t5.config.emb_dim
+        self.prompts: dict[str, np.ndarray] = {}
+        self.library = None
+        if settings.prompt_path:
+            path = str(settings.prompt_path)
+            self.prompts[path] = validate_prompt(load_prompt(path), self.emb_dim, source=path)
+        else:
+            from spot.library.store import PromptLibrary
+
+            self.library = PromptLibrary(settings.library_root, create=False)
+        self.prompt_path = str(settings.prompt_path)
+
+    def key_for(self, task: str | None, entry_id: str | None) -> tuple[str, str | None]:
+        """(prompt key, task) of one line; the task comes from the entry when the line has none."""
+        from spot.model.prompt import validate_prompt
+
+        if self.library is None:
+            return self.prompt_path, task
+        if task is None and not entry_id:
+            raise DataError("names no task (and no `entry`) to pick a prompt")
+        key, entry = _library_prompt_for(self.library, task, entry_id)
+        if key not in self.prompts:
+            self.prompts[key] = validate_prompt(self.library.load_prompt(entry), self.emb_dim,
+                                                source=f"entry {key}")
+        return key, task or entry.task
+
+
+def _parse_line(raw: bytes, n: int, default_task: str | None,
+                source: _PromptSource) -> Request:
+    from spot.data import registry
+
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"not valid UTF-8 JSON ({e})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("inputs"), str):
+        raise DataError("expected an object with a string field `inputs`")
+    task = row.get("task") or default_task
+    labels = None
+    if task is not None:
+        try:
+            info = registry.get(task)
+        except DataError:
+            raise DataError(f"unknown task {task!r}") from None
+        labels = tuple(info.label_words) if info.label_words else None
+    key, task = source.key_for(task, row.get("entry"))
+    extra = {k: v for k, v in row.items() if k not in ("inputs", "task", "entry")}
+    return Request(n, row["inputs"], task, key, labels, extra)
+
+
+def parse_requests(path: Path, *, t5: T5, settings: PredictConfig,
                    warn: Callable[[str], None]) -> tuple[list[Request | None],
                                                          dict[str, np.ndarray], list[str]]:
     """Read and validate every line; bad lines are reported with their line number and
     either skipped (kept as None, reported in the output) or stop the run."""
-    from spot.data import registry
-    from spot.model.prompt import validate_prompt
-    from spot.model.prompt_files import load_prompt
-
-    prompts: dict[str, np.ndarray] = {}
-    library = None
-    if prompt_path:
-        prompts[str(prompt_path)] = validate_prompt(load_prompt(prompt_path), t5.config.emb_dim,
-                                                    source=str(prompt_path))
-    else:
-        from spot.library.store import PromptLibrary
-
-        library = PromptLibrary(library_root, create=False)
+    source = _PromptSource(t5, settings)
     out: list[Request | None] = []
     errors: list[str] = []
     with open(path, "rb") as f:
@@ -137,40 +201,15 @@ def parse_requests(path: Path, *, t5: T5, prompt_path: str | None, library_root:
             if not raw.strip():
                 continue
             try:
-                try:
-                    row = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                    raise DataError(f"not valid UTF-8 JSON ({e})") from None
-                if not isinstance(row, dict) or not isinstance(row.get("inputs"), str):
-                    raise DataError("expected an object with a string field `inputs`")
-                task = row.get("task") or default_task
-                labels = None
-                if task is not None:
-                    try:
-                        info = registry.get(task)
-                    except DataError:
-                        raise DataError(f"unknown task {task!r}") from None
-                    labels = tuple(info.label_words) if info.label_words else None
-                if library is not None:
-                    if task is None and not row.get("entry"):
-                        raise DataError("names no task (and no `entry`) to pick a prompt")
-                    key, entry = _library_prompt_for(library, task, row.get("entry"))
-                    if key not in prompts:
-                        prompts[key] = validate_prompt(library.load_prompt(entry),
-                                                       t5.config.emb_dim, source=f"entry {key}")
-                    task = task or entry.task
-                else:
-                    key = str(prompt_path)
-                extra = {k: v for k, v in row.items() if k not in ("inputs", "task", "entry")}
-                out.append(Request(n, row["inputs"], task, key, labels, extra))
+                out.append(_parse_line(raw, n, settings.default_task or None, source))
             except SpotError as e:
                 message = f"{path}:{n}: {e}"
-                if on_error == "stop":
+                if settings.on_error == "stop":
                     raise DataError(message) from None
                 warn(message)
                 errors.append(message)
                 out.append(None)
-    return out, prompts, errors
+    return out, source.prompts, errors
 
 
 def check_output_spares_inputs(output: str | Path, inputs: dict[str, Sequence[Any]]) -> None:
@@ -193,17 +232,15 @@ def check_output_spares_inputs(output: str | Path, inputs: dict[str, Sequence[An
                                 "predictions outside it")
 
 
-def predict_jsonl(t5: T5, vocab: Any, input_path: Path, out: IO[str], *,
-                  prompt_path: str | None = None, library_root: str | None = None,
-                  default_task: str | None = None, input_length: int = 512,
-                  max_length: int = 64, batch_size: int = 32, on_error: str = "skip",
+def predict_jsonl(t5: T5, vocab: Any, input_path: Path, out: IO[str],
+                  settings: PredictConfig, *,
                   warn: Callable[[str], None] = print) -> dict[str, int]:
-    parsed, prompts, errors = parse_requests(
-        input_path, t5=t5, prompt_path=prompt_path, library_root=library_root,
-        default_task=default_task, on_error=on_error, warn=warn)
+    """One JSON line per input line, in order: a prediction, or the error of a bad line."""
+    parsed, prompts, errors = parse_requests(input_path, t5=t5, settings=settings, warn=warn)
     good = [r for r in parsed if r is not None]
-    results = run_requests(t5, vocab, good, prompts, input_length=input_length,
-                           max_length=max_length, batch_size=batch_size) if good else []
+    results = run_requests(t5, vocab, good, prompts, input_length=settings.input_length,
+                           max_length=settings.max_length,
+                           batch_size=settings.batch_size) if good else []
     it = iter(results)
     err = iter(errors)
     written = 0
@@ -213,7 +250,7 @@ def predict_jsonl(t5: T5, vocab: Any, input_path: Path, out: IO[str], *,
             continue
         prediction, score = next(it)
         record = {"line": r.line, "task": r.task, "prediction": prediction, "score": score,
-                  **({"entry": r.prompt_key} if library_root else {}), **r.extra}
+                  **({"entry": r.prompt_key} if settings.library_root else {}), **r.extra}
         out.write(json.dumps(record) + "\n")
         written += 1
     return {"written": written, "skipped": len(errors)}

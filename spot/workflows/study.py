@@ -56,12 +56,17 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def plan(sources: Sequence[str], targets: Sequence[str], seeds: int) -> list[Cell]:
+def plan(sources: Sequence[str], targets: Sequence[str], seeds: int,
+         first_seed: int = 0) -> list[Cell]:
+    """Every cell of the grid, seeds `first_seed .. first_seed + seeds - 1`."""
     if not sources or not targets or seeds < 1:
         raise ConfigError("a study needs at least one source, one target and one seed")
-    cells = [Cell("source", s, r) for r in range(seeds) for s in sources]
-    cells += [Cell("none", t, r) for r in range(seeds) for t in targets]
-    cells += [Cell(s, t, r) for r in range(seeds) for t in targets for s in sources]
+    if first_seed < 0:
+        raise ConfigError(f"the first seed must be 0 or more, got {first_seed}")
+    runs = range(first_seed, first_seed + seeds)
+    cells = [Cell("source", s, r) for r in runs for s in sources]
+    cells += [Cell("none", t, r) for r in runs for t in targets]
+    cells += [Cell(s, t, r) for r in runs for t in targets for s in sources]
     return cells
 
 
@@ -105,13 +110,19 @@ def _append_row(path: Path, row: dict[str, Any]) -> None:
 
 def collect(out: str | Path) -> Path:
     """Merge the shards' rows into OUT/results.csv (source cells are not results rows)."""
-    from spot.fileio import atomic_open
-
     out = Path(out)
     rows = [r for r in read_rows(out) if r["source"] != "source"]
     if not rows:
         raise DataError(f"{out}/results holds no finished cells yet")
-    path = out / "results.csv"
+    return write_results(out / "results.csv", rows)
+
+
+def write_results(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """A results table (columns FIELDS), written atomically: a crash keeps the previous
+    table of a rerun whole."""
+    from spot.fileio import atomic_open
+
+    path = Path(path)
     with atomic_open(path, "w") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
@@ -119,78 +130,146 @@ def collect(out: str | Path) -> Path:
     return path
 
 
-def run_study(base: RunConfig, *, sources: Sequence[str], targets: Sequence[str], seeds: int,
-              out: str | Path, library_root: str | Path | None = None,
-              source_steps: int | None = None, target_steps: int | None = None,
-              shard: tuple[int, int] = (0, 1), t5: Any = None, vocab: Any = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run this shard's unfinished cells; returns counts of done/skipped/waiting cells."""
-    from spot.library.store import PromptLibrary
-    from spot.model.prompt_files import load_prompt
-    from spot.train.run import build_model, resolve_vocab, train
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """One shard of a study grid (what `spot study run` turns its flags into): sources x
+    targets x seeds `first_seed .. first_seed + seeds - 1`, written under `out`."""
 
-    out = Path(out)
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    out: str
+    seeds: int = 1
+    first_seed: int = 0
+    library_root: str = ""  # empty: OUT/library
+    source_steps: int | None = None  # None: the base config's train.steps
+    target_steps: int | None = None
+    shard: tuple[int, int] = (0, 1)
+
+    def __post_init__(self) -> None:
+        # Lists and paths are accepted and kept as tuples and strings (the dataclass is frozen).
+        for name in ("sources", "targets"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "out", str(self.out))
+        object.__setattr__(self, "library_root", str(self.library_root or ""))
+        object.__setattr__(self, "shard", tuple(self.shard))
+
+    def cells(self) -> list[Cell]:
+        """This shard's cells of the grid."""
+        return [c for c in plan(self.sources, self.targets, self.seeds, self.first_seed)
+                if owns(c, self.shard)]
+
+
+def shard_file(out: str | Path, shard: tuple[int, int]) -> Path:
+    return Path(out) / "results" / f"shard-{shard[0]}-of-{shard[1]}.csv"
+
+
+def run_prompts(run_dir: str | Path) -> dict[str, Path]:
+    """The prompts of a finished run (kind -> path: best, embedding, final), from its
+    summary.json; {} while the run has not finished."""
+    import json
+
+    run_dir = Path(run_dir)
+    summary = run_dir / "summary.json"
+    if not summary.exists():
+        return {}
+    named = json.loads(summary.read_text(encoding="utf-8")).get("prompts") or {}
+    paths = {kind: run_dir / rel for kind, rel in named.items()}
+    if "best" not in paths and (run_dir / "prompts" / "best.npy").exists():
+        paths["best"] = run_dir / "prompts" / "best.npy"
+    return {kind: path for kind, path in paths.items() if path.exists()}
+
+
+def source_prompt(out: str | Path, task: str, seed: int) -> Path | None:
+    """The best prompt of a finished source cell, or None while it is not there."""
+    return run_prompts(Path(out) / "runs" / Cell("source", task, seed).run_name).get("best")
+
+
+def cell_overrides(cell: Cell, study: StudyConfig) -> dict[str, Any] | None:
+    """The config overrides of one cell; None for a transfer cell whose source prompt is not
+    there yet (another shard is still training it)."""
+    out = Path(study.out)
+    overrides: dict[str, Any] = {"train.seed": cell.seed, "data.task": cell.target,
+                                 "train.out_dir": str(out / "runs" / cell.run_name),
+                                 "data.mixture": ""}
+    steps = study.source_steps if cell.source == "source" else study.target_steps
+    if steps:
+        overrides["train.steps"] = steps
+    if cell.source == "source":
+        overrides["prompt.init"] = "sampled_vocab"
+    elif cell.source == "none":
+        overrides["prompt.init"] = "class_labels"
+    else:
+        init = source_prompt(out, cell.source, cell.seed)
+        if init is None:
+            return None
+        overrides.update({"prompt.init": "file", "prompt.init_path": str(init)})
+    return overrides
+
+
+def _add_source_to_library(library: Any, cell: Cell, result: Any, model: str, out: str) -> None:
+    """A finished source cell's best prompt and task embedding, once per study and seed."""
+    from spot.model.prompt_files import load_prompt
+
+    already = any(str(e.run) == f"seed{cell.seed}" and (e.metadata or {}).get("study") == out
+                  for e in library.entries(task=cell.target))
+    if already:
+        return
+    paths = result.prompt_paths
+    library.add(task=cell.target, prompt=load_prompt(paths["best"]),
+                embedding=load_prompt(paths["embedding"]) if "embedding" in paths else None,
+                run=f"seed{cell.seed}", model=model, step=result.best_step,
+                metrics={"score": result.best_score}, study=out)
+
+
+def run_study(base: RunConfig, study: StudyConfig, *, t5: Any = None, vocab: Any = None,
+              adjust: Callable[[RunConfig], RunConfig] | None = None,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run this shard's unfinished cells; returns counts of done/skipped/waiting cells and
+    the seconds each newly trained cell took. `adjust` may change each cell's config last
+    (the demo fits the input length to the cell's task)."""
+    import time
+
+    from spot.library.store import PromptLibrary
+    from spot.train.run import build_model, resolve_vocab, train
+    from spot.train.step_cache import StepCache
+
+    step_cache = StepCache()  # the study's runs share one jitted step
+    out = Path(study.out)
     out.mkdir(parents=True, exist_ok=True)
-    library = PromptLibrary(library_root or out / "library")
+    library = PromptLibrary(study.library_root or out / "library")
     done = {Cell(r["source"], r["target"], int(r["seed"])).key for r in read_rows(out)}
-    mine = [c for c in plan(sources, targets, seeds) if owns(c, shard)]
-    shard_file = out / "results" / f"shard-{shard[0]}-of-{shard[1]}.csv"
+    rows_file = shard_file(out, study.shard)
     t5 = t5 or build_model(base)
     vocab = vocab or resolve_vocab(base)
     counts = {"finished": 0, "skipped": 0, "waiting": 0}
     waiting: list[str] = []
-
-    def source_prompt(task: str, seed: int) -> Path | None:
-        path = out / "runs" / f"source-{task}-s{seed}" / "prompts" / "best.npy"
-        summary = out / "runs" / f"source-{task}-s{seed}" / "summary.json"
-        return path if path.exists() and summary.exists() else None
-
-    for cell in _source_cells_first(mine):
+    seconds: dict[str, float] = {}
+    for cell in _source_cells_first(study.cells()):
         if cell.key in done:
             counts["skipped"] += 1
             continue
-        overrides: dict[str, Any] = {"train.seed": cell.seed,
-                                     "train.out_dir": str(out / "runs" / cell.run_name),
-                                     "data.mixture": ""}
-        if cell.source == "source":
-            overrides.update({"data.task": cell.target, "prompt.init": "sampled_vocab"})
-            if source_steps:
-                overrides["train.steps"] = source_steps
-        else:
-            overrides["data.task"] = cell.target
-            if target_steps:
-                overrides["train.steps"] = target_steps
-            if cell.source == "none":
-                overrides["prompt.init"] = "class_labels"
-            else:
-                init = source_prompt(cell.source, cell.seed)
-                if init is None:
-                    counts["waiting"] += 1
-                    waiting.append(cell.key)
-                    continue
-                overrides.update({"prompt.init": "file", "prompt.init_path": str(init)})
+        overrides = cell_overrides(cell, study)
+        if overrides is None:
+            counts["waiting"] += 1
+            waiting.append(cell.key)
+            continue
         config = apply_overrides(base, overrides)
+        config = adjust(config) if adjust else config
         log(f"cell {cell.key}")
-        result = train(config, t5=t5, vocab=vocab, log=lambda s: None)
+        started = time.time()
+        result = train(config, t5=t5, vocab=vocab, log=lambda s: None, step_cache=step_cache)
         if result.best_score is None:
             raise DataError(f"{cell.target} has no validation split to score the study on")
-        already = any(e.task == cell.target and str(e.run) == f"seed{cell.seed}"
-                      and (e.metadata or {}).get("study") == str(out)
-                      for e in library.entries(task=cell.target))
-        if cell.source == "source" and not already:
-            paths = result.prompt_paths
-            library.add(task=cell.target, prompt=load_prompt(paths["best"]),
-                        embedding=load_prompt(paths["embedding"]) if "embedding" in paths
-                        else None, run=f"seed{cell.seed}", model=base.model.name,
-                        step=result.best_step, metrics={"score": result.best_score},
-                        study=str(out))
-        _append_row(shard_file, {"source": cell.source, "target": cell.target,
-                                 "seed": cell.seed, "score": f"{result.best_score:.6f}"})
+        if cell.source == "source":
+            _add_source_to_library(library, cell, result, base.model.name, str(out))
+        _append_row(rows_file, {"source": cell.source, "target": cell.target,
+                                "seed": cell.seed, "score": f"{result.best_score:.6f}"})
+        seconds[cell.run_name] = time.time() - started
         counts["finished"] += 1
     if waiting:
         log(f"{len(waiting)} cells wait for source prompts from other shards; rerun this "
             f"shard once they finish")
-    return {**counts, "waiting_cells": waiting}
+    return {**counts, "waiting_cells": waiting, "seconds": seconds}
 
 
 def _source_cells_first(cells: Iterable[Cell]) -> list[Cell]:

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from spot.data import pipeline, registry
+from spot.data.registry import TextTaskSpec
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +20,10 @@ def vocab(vocab_path):
 
 def _task(name: str, labels: list[str], label_words=("no", "yes")) -> str:
     rows = [{"inputs": f"item {i}", "targets": t, "id": str(i)} for i, t in enumerate(labels)]
-    registry.register_text_task(name, family="test", load_split=lambda split: list(rows),
+    registry.register_text_task(TextTaskSpec(
+        name, family="test", load_split=lambda split: list(rows),
                                 label_words=label_words,
-                                num_examples={"train": len(rows), "validation": len(rows)})
+                                num_examples={"train": len(rows), "validation": len(rows)}))
     return name
 
 

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from spot.data import registry
-from spot.data.local import register_task_file, task_file_option
+from spot.commands.options import registered_task_file_option
+from spot.data.local import register_task_file
 from spot.errors import DataError
 
 
@@ -169,7 +170,7 @@ def test_task_file_option_registers_before_the_command_body(tmp_path):
 
     @click.command()
     @click.option("--task", required=True)
-    @task_file_option
+    @registered_task_file_option
     def cmd(task):
         seen.append(registry.get(task).source)
 

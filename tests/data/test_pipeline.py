@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from spot.data import pipeline, registry
+from spot.data.registry import TextTaskSpec
 from spot.errors import DataError
 
 WORDS = ["apple", "river", "mountain", "silver", "garden", "window", "thunder", "pencil"]
@@ -29,9 +30,10 @@ def _task(name: str, n: int, first_word: str = "", long: bool = False) -> str:
                          "targets": "yes" if i % 2 else "no", "id": str(i)})
         return rows
 
-    registry.register_text_task(name, family="test", load_split=load, label_words=("no", "yes"),
+    registry.register_text_task(TextTaskSpec(
+        name, family="test", load_split=load, label_words=("no", "yes"),
                                 metrics=("accuracy", "f1"),
-                                num_examples={"train": n, "validation": 4})
+                                num_examples={"train": n, "validation": 4}))
     return name
 
 
@@ -136,7 +138,8 @@ def test_clear_errors(vocab):
         _batches(name, vocab, 1, split="test")
     with pytest.raises(DataError, match="is a mixture"):
         pipeline.eval_set("glue", vocab=vocab, input_length=8, target_length=2)
-    registry.register_text_task("p_empty", family="test", load_split=lambda s: [])
+    registry.register_text_task(TextTaskSpec(
+        "p_empty", family="test", load_split=lambda s: []))
     with pytest.raises(DataError, match="no examples in split 'train'"):
         _batches("p_empty", vocab, 1)
 

@@ -6,6 +6,7 @@ import pytest
 
 from spot.data import mixtures as MX
 from spot.data import registry
+from spot.data.registry import TextTaskSpec
 from spot.errors import DataError
 
 
@@ -61,19 +62,24 @@ def test_mixture_rates_are_min_n_K():
 
 
 def test_register_text_task_idempotent_and_conflicts():
-    registry.register_text_task("t_reg_a", family="test", load_split=_loader,
-                                label_words=("no", "yes"), num_examples={"train": 10})
-    registry.register_text_task("t_reg_a", family="test", load_split=_loader,
-                                label_words=("no", "yes"), num_examples={"train": 10})
+    registry.register_text_task(TextTaskSpec(
+        "t_reg_a", family="test", load_split=_loader,
+                                label_words=("no", "yes"), num_examples={"train": 10}))
+    registry.register_text_task(TextTaskSpec(
+        "t_reg_a", family="test", load_split=_loader,
+                                label_words=("no", "yes"), num_examples={"train": 10}))
     with pytest.raises(DataError, match="already registered with a different definition"):
-        registry.register_text_task("t_reg_a", family="test", load_split=_other_loader,
-                                    label_words=("no", "yes"), num_examples={"train": 10})
+        registry.register_text_task(TextTaskSpec(
+            "t_reg_a", family="test", load_split=_other_loader,
+                                    label_words=("no", "yes"), num_examples={"train": 10}))
     with pytest.raises(DataError, match="already registered"):
-        registry.register_text_task("t_reg_a", family="other", load_split=_loader,
-                                    label_words=("no", "yes"), num_examples={"train": 10})
+        registry.register_text_task(TextTaskSpec(
+            "t_reg_a", family="other", load_split=_loader,
+                                    label_words=("no", "yes"), num_examples={"train": 10}))
     with pytest.raises(DataError, match="unknown metric"):
-        registry.register_text_task("t_reg_b", family="test", load_split=_loader,
-                                    metrics=("accuracy", "blue"))
+        registry.register_text_task(TextTaskSpec(
+            "t_reg_b", family="test", load_split=_loader,
+                                    metrics=("accuracy", "blue")))
     info = registry.get("t_reg_a")
     assert info.source == "offline" and info.members == ("t_reg_a",)
     assert [e["inputs"] for e in info.iter_examples("validation")][:2] == ["validation 0",
@@ -83,8 +89,9 @@ def test_register_text_task_idempotent_and_conflicts():
 
 def test_mixtures_flatten_and_adhoc_names():
     for n in ("t_mix_a", "t_mix_b"):
-        registry.register_text_task(n, family="test", load_split=_loader,
-                                    num_examples={"train": 10 if n.endswith("a") else 30})
+        registry.register_text_task(TextTaskSpec(
+            n, family="test", load_split=_loader,
+                                    num_examples={"train": 10 if n.endswith("a") else 30}))
     registry.register_mixture("t_mix_ab", ["t_mix_a", "t_mix_b"])
     registry.register_mixture("t_mix_nested", ["t_mix_ab", "t_mix_a", "rte"], K=20)
     nested = registry.get("t_mix_nested")

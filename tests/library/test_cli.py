@@ -93,3 +93,41 @@ def test_main_prints_errors_without_traceback(tmp_path, capsys, monkeypatch):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_library_flag_and_its_old_spelling(tmp_path):
+    """`--library` everywhere; `--root` still works on `spot library` but is not advertised."""
+    runner = CliRunner()
+    np.save(tmp_path / "p.npy", np.ones((2, 4), np.float32))
+    env = {"SPOT_LIBRARY": str(tmp_path / "from_env")}
+    for flag, name in (("--library", "new"), ("--root", "old")):
+        result = runner.invoke(cli, ["library", "add", "--task", name, "--prompt", str(tmp_path / "p.npy"),
+                                     flag, str(tmp_path / name)], env=env)
+        assert result.exit_code == 0, result.output
+        listed = runner.invoke(cli, ["library", "list", "--json", flag, str(tmp_path / name)], env=env)
+        assert [json.loads(line)["task"] for line in listed.output.splitlines()] == [name]
+    assert not (tmp_path / "from_env").exists()  # an explicit flag beats $SPOT_LIBRARY
+    both = runner.invoke(cli, ["library", "list", "--library", str(tmp_path / "new"),
+                               "--root", str(tmp_path / "old")])
+    assert both.exit_code == 2 and "only one of them" in both.output
+    same = runner.invoke(cli, ["library", "list", "--library", str(tmp_path / "new"),
+                               "--root", str(tmp_path / "new")])
+    assert same.exit_code == 0, same.output
+
+    group_help = runner.invoke(cli, ["library", "--help"]).output
+    assert "--library" in group_help and "--root" not in group_help
+    for command in (["library", "list"], ["library", "add"], ["library", "rank"], ["retrieve"],
+                    ["affinity", "rank"], ["bench", "retrieval"]):
+        text = runner.invoke(cli, [*command, "--help"]).output
+        assert "--library" in text and "--root" not in text, command
+
+
+def test_bench_retrieval_takes_the_library_flag(tmp_path):
+    runner = CliRunner()
+    for flag in ("--library", "--root"):
+        root = tmp_path / flag.strip("-")
+        result = runner.invoke(cli, ["bench", "retrieval", flag, str(root), "--entries", "20", "--emb-dim", "8",
+                                     "--prompt-length", "3", "--queries", "1", "--k", "2", "--json"])
+        assert result.exit_code == 0, (result.output, result.exception)
+        with PromptLibrary(root, create=False) as lib:
+            assert len(lib) == 20

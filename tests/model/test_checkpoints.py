@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 
 from spot.errors import CheckpointError, ConfigError
-from spot.model.checkpoints import (expected_shapes, flatten_params, infer_config,
-                                    load_checkpoint, read_config_file, save_native,
-                                    unflatten_params)
+from spot.model.checkpoints import (
+    expected_shapes,
+    flatten_params,
+    infer_config,
+    load_checkpoint,
+    read_config_file,
+    save_native,
+    unflatten_params,
+)
 from spot.model.t5 import T5Config
 
 SMALL = T5Config(vocab_size=40, emb_dim=6, num_heads=3, head_dim=2, mlp_dim=10,

@@ -35,9 +35,9 @@ def _base_model(folder):
 
 
 def test_exported_adapter_loads_in_peft_and_matches_spot(tmp_path, base_dir):
-    import spot
     from safetensors.numpy import load_file
 
+    import spot
     from spot.cli import main
 
     rng = np.random.default_rng(0)

@@ -1,12 +1,22 @@
 """Prompt initializers, validation and the prompt-encoder reparameterization."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from spot.config import PromptConfig
 from spot.errors import ConfigError, PromptError
-from spot.model.prompt import (effective_prompt, init_class_labels, init_prompt_encoder,
-                               init_sampled_vocab, init_uniform, make_initial_prompt,
-                               validate_prompt)
+from spot.model.prompt import (
+    PromptSettings,
+    effective_prompt,
+    init_class_labels,
+    init_prompt_encoder,
+    init_sampled_vocab,
+    init_uniform,
+    make_initial_prompt,
+    validate_prompt,
+)
 
 
 class FakeVocab:
@@ -44,33 +54,64 @@ def test_class_labels_average_subtokens_then_fallback():
     assert all(int(r[0] // 6) < 10 for r in p[2:])  # sampled-vocabulary fallback
 
 
+def _settings(**changes):
+    return dataclasses.replace(PromptConfig(), **changes)
+
+
+def _npy(path):
+    return np.load(path, allow_pickle=False)
+
+
 def test_file_init_checks_width_and_length(tmp_path):
     path = tmp_path / "p.npy"
     np.save(path, np.ones((4, 6), np.float32))
-    loaded = make_initial_prompt("file", seed=0, length=4, embedding=EMB, path=str(path),
-                                 load=lambda p: np.load(p, allow_pickle=False))
+    file4 = _settings(init="file", init_path=str(path), length=4)
+    loaded = make_initial_prompt(file4, embedding=EMB, seed=0, load=_npy)
     assert loaded.shape == (4, 6)
     with pytest.raises(PromptError, match="length 4 differs .* --resize-prompt"):
-        make_initial_prompt("file", seed=0, length=6, embedding=EMB, path=str(path),
-                            load=lambda p: np.load(p, allow_pickle=False))
-    resized = make_initial_prompt("file", seed=0, length=6, embedding=EMB, path=str(path),
-                                  load=lambda p: np.load(p, allow_pickle=False), resize=True)
+        make_initial_prompt(_settings(init="file", init_path=str(path), length=6),
+                            embedding=EMB, seed=0, load=_npy)
+    resized = make_initial_prompt(_settings(init="file", init_path=str(path), length=6, resize=True),
+                                  embedding=EMB, seed=0, load=_npy)
     np.testing.assert_array_equal(resized[:4], 1.0)
     np.save(path, np.ones((4, 5), np.float32))
     with pytest.raises(PromptError, match="width 5 does not match the model's embedding size 6"):
-        make_initial_prompt("file", seed=0, length=4, embedding=EMB, path=str(path),
-                            load=lambda p: np.load(p, allow_pickle=False))
+        make_initial_prompt(file4, embedding=EMB, seed=0, load=_npy)
+
+
+def test_initializers_read_the_prompt_config():
+    uniform = make_initial_prompt(_settings(init="uniform", length=3, uniform_scale=0.01),
+                                  embedding=EMB, seed=1)
+    np.testing.assert_array_equal(uniform, init_uniform(1, 3, 6, 0.01))
+    sampled = make_initial_prompt(_settings(length=5, population=7), embedding=EMB, seed=2)
+    np.testing.assert_array_equal(sampled, init_sampled_vocab(2, EMB, 5, population=7))
+    labels = make_initial_prompt(_settings(init="class_labels", length=5, population=10),
+                                 embedding=EMB, seed=0, vocab=FakeVocab(), labels=["ab", "c"])
+    np.testing.assert_array_equal(labels, init_class_labels(0, EMB, FakeVocab(), ["ab", "c"], 5,
+                                                            population=10))
+    text = make_initial_prompt(_settings(init="text", init_text="abc", length=4), embedding=EMB,
+                               seed=0, vocab=FakeVocab())
+    np.testing.assert_array_equal(text[:3], EMB[[7, 8, 9]])
+    with pytest.raises(ConfigError, match="text init needs"):
+        make_initial_prompt(_settings(init="text", length=4), embedding=EMB, seed=0,
+                            vocab=FakeVocab())
+    with pytest.raises(ConfigError, match="file init needs a path"):
+        make_initial_prompt(_settings(init="file", length=4), embedding=EMB, seed=0)
+    assert isinstance(PromptConfig(), PromptSettings)
 
 
 def test_validation_errors():
-    with pytest.raises(PromptError, match="expected shape"):
+    with pytest.raises(PromptError, match="expected a 2-D"):
         validate_prompt(np.ones(5))
     with pytest.raises(PromptError, match="non-finite"):
         validate_prompt(np.array([[1.0, np.inf]]))
     with pytest.raises(PromptError, match="floating-point"):
         validate_prompt(np.ones((2, 2), np.int32))
+    assert validate_prompt(np.ones((2, 3, 4)), batched=True).shape == (2, 3, 4)
+    with pytest.raises(PromptError, match="expected a 2-D .* or 3-D"):
+        validate_prompt(np.ones((1, 2, 3, 4)), batched=True)
     with pytest.raises(ConfigError, match="unknown prompt initializer"):
-        make_initial_prompt("zeros", seed=0, length=2, embedding=EMB)
+        make_initial_prompt(_settings(init="zeros", length=2), embedding=EMB, seed=0)
 
 
 def test_prompt_encoder_starts_at_identity_and_is_differentiable():

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from spot.errors import PromptError
-from spot.model.prompt_files import (check_prompt_width, load_prompt, load_prompt_metadata,
-                                     save_prompt, sidecar_path)
+from spot.model.prompt_files import check_prompt_width, load_prompt, load_prompt_metadata, save_prompt, sidecar_path
 
 
 def test_released_prompts_load_as_float32_100x768(released_prompts_dir):

@@ -13,9 +13,8 @@ from spot.errors import ConfigError
 from spot.model.api import T5, load_t5
 from spot.model.checkpoints import save_native
 from spot.model.prompt import init_uniform
-from spot.model.t5 import (T5Config, Transformer, init_params, is_stacked, stack_layers,
-                           unstack_layers)
-from spot.train.loop import run_loop, trainable_from_prompt
+from spot.model.t5 import T5Config, Transformer, init_params, is_stacked, stack_layers, unstack_layers
+from spot.train.loop import RunPieces, run_loop, trainable_from_prompt
 
 from ..train.synthetic import loop_config, synthetic_batches
 
@@ -122,12 +121,11 @@ def test_scanned_prompt_tuning_run_ends_with_the_same_prompt(tmp_path):
         t5 = T5(cfg, params, scan_layers=scan)
         config = _loop_config(tmp_path / f"scan{scan}")
         init = init_uniform(0, 4, cfg.emb_dim)
-        result = run_loop(config, out_dir=config.train.out_dir, module=t5.module,
-                          frozen=t5.params,
-                          initial_trainable=lambda init=init: trainable_from_prompt(
-                              init, reparameterize=False, hidden=8, seed=0),
-                          batches=synthetic_batches(), evaluate=None,
-                          metadata={"task": "synthetic"}, log=lambda s: None)
+        result = run_loop(config, RunPieces(
+            out_dir=config.train.out_dir, module=t5.module, frozen=t5.params,
+            initial_trainable=lambda init=init: trainable_from_prompt(
+                init, reparameterize=False, hidden=8, seed=0),
+            batches=synthetic_batches(), metadata={"task": "synthetic"}), log=lambda s: None)
         prompts[scan] = load_prompt(result.prompt_paths["final"])
     assert np.abs(prompts[False] - init_uniform(0, 4, cfg.emb_dim)).max() > 1e-3
     np.testing.assert_allclose(prompts[True], prompts[False], rtol=1e-4, atol=1e-5)
@@ -141,13 +139,12 @@ def test_scanned_model_tuning_saves_t5x_names_and_matches(tmp_path):
         t5 = T5(cfg, params, scan_layers=scan)
         config = _loop_config(tmp_path / f"scan{scan}", **{
             "train.mode": "model", "optimizer.learning_rate": 1e-3})
-        run_loop(config, out_dir=config.train.out_dir, module=t5.module, frozen={},
-                 initial_trainable=lambda t5=t5: {
-                     "params": jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True),
-                                                      t5.params)},
-                 batches=synthetic_batches(), evaluate=None,
-                 metadata={"task": "synthetic", "model_config": cfg.to_dict()},
-                 log=lambda s: None)
+        run_loop(config, RunPieces(
+            out_dir=config.train.out_dir, module=t5.module, frozen={},
+            initial_trainable=lambda t5=t5: {
+                "params": jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), t5.params)},
+            batches=synthetic_batches(),
+            metadata={"task": "synthetic", "model_config": cfg.to_dict()}), log=lambda s: None)
         saved[scan] = load_t5(tmp_path / f"scan{scan}" / "model").params
     assert "layers_2" in saved[True]["encoder"] and "layers" not in saved[True]["encoder"]
     moved = max(float(np.abs(np.asarray(a) - b).max()) for a, b in zip(

@@ -11,19 +11,24 @@ import pytest
 from spot.errors import NonFiniteError
 from spot.model.api import random_t5
 from spot.model.prompt import init_uniform
-from spot.train.loop import run_loop, trainable_from_prompt
+from spot.train.loop import RunPieces, run_loop, trainable_from_prompt
+from spot.train.step_cache import StepCache
 
 from .synthetic import loop_config as _config
 from .synthetic import synthetic_batches
 
 
-def _run(config, t5, **kw):
+def _pieces(config, t5, **kw):
     prompt = init_uniform(0, config.prompt.length, t5.config.emb_dim)
-    return run_loop(config, out_dir=config.train.out_dir, module=t5.module, frozen=t5.params,
-                    initial_trainable=lambda: trainable_from_prompt(
-                        prompt, reparameterize=False, hidden=8, seed=0),
-                    batches=synthetic_batches(), evaluate=kw.pop("evaluate", None),
-                    metadata={"task": "synthetic"}, log=lambda s: None, **kw)
+    return RunPieces(out_dir=config.train.out_dir, module=t5.module, frozen=t5.params,
+                     initial_trainable=lambda: trainable_from_prompt(
+                         prompt, reparameterize=False, hidden=8, seed=0),
+                     batches=synthetic_batches(), metadata={"task": "synthetic"}, **kw)
+
+
+def _run(config, t5, step_cache=None, **kw):
+    return run_loop(config, _pieces(config, t5, **kw), log=lambda s: None,
+                    step_cache=step_cache)
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +81,11 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, t5):
     common = dict(out_dir=config.train.out_dir, module=t5.module, frozen=t5.params,
                   initial_trainable=lambda: trainable_from_prompt(
                       prompt, reparameterize=False, hidden=8, seed=0),
-                  evaluate=evaluate, metadata={"task": "synthetic"}, log=lambda s: None)
+                  evaluate=evaluate, metadata={"task": "synthetic"})
     with pytest.raises(Killed):
-        run_loop(config, batches=dying_batches, **common)
-    resumed = run_loop(config, batches=synthetic_batches(), **common)
+        run_loop(config, RunPieces(batches=dying_batches, **common), log=lambda s: None)
+    resumed = run_loop(config, RunPieces(batches=synthetic_batches(), **common),
+                       log=lambda s: None)
     assert resumed.resumed_from == 4
     for kind in ("final", "best", "embedding"):
         a = straight.prompt_paths[kind].read_bytes()
@@ -125,29 +131,25 @@ def test_changed_config_is_refused_on_resume(tmp_path, t5):
         _run(_config(tmp_path / "c", **{"train.steps": 4, "optimizer.learning_rate": 0.1}), t5)
 
 
-def test_runs_of_one_process_reuse_the_jitted_step(tmp_path, t5):
+def test_runs_sharing_a_step_cache_reuse_the_jitted_step(tmp_path, t5):
     """A second run with the same model and shapes reuses the first run's jitted step (no
     retrace) and ends exactly where the first, uncached run ended; another prompt length or
-    another module object gets its own step."""
+    another module object gets its own step; a run given no cache caches nothing."""
     from spot.model.prompt_files import load_prompt
-    from spot.train import loop
 
-    loop._STEP_CACHE.clear()
-    first = _run(_config(tmp_path / "a"), t5)
-    assert len(loop._STEP_CACHE) == 1
-    cached = loop._STEP_CACHE[0][2]
-    second = _run(_config(tmp_path / "b"), t5)
-    assert len(loop._STEP_CACHE) == 1 and loop._STEP_CACHE[0][2] is cached
+    cache = StepCache()
+    first = _run(_config(tmp_path / "a"), t5, step_cache=cache)
+    assert len(cache) == 1
+    cached = cache.steps()[0]
+    second = _run(_config(tmp_path / "b"), t5, step_cache=cache)
+    assert len(cache) == 1 and cache.steps()[0] is cached
     np.testing.assert_array_equal(load_prompt(first.prompt_paths["final"]),
                                   load_prompt(second.prompt_paths["final"]))
     longer = _config(tmp_path / "d", **{"prompt.length": 6})
-    prompt = init_uniform(0, 6, t5.config.emb_dim)
-    run_loop(longer, out_dir=longer.train.out_dir, module=t5.module, frozen=t5.params,
-             initial_trainable=lambda: trainable_from_prompt(prompt, reparameterize=False,
-                                                             hidden=8, seed=0),
-             batches=synthetic_batches(), evaluate=None, metadata={"task": "synthetic"},
-             log=lambda s: None)
-    assert len(loop._STEP_CACHE) == 2
+    _run(longer, t5, step_cache=cache)
+    assert len(cache) == 2
     other = random_t5("test_tiny", seed=1)
-    _run(_config(tmp_path / "e"), other)
-    assert len(loop._STEP_CACHE) == 3  # another module object never shares a step
+    _run(_config(tmp_path / "e"), other, step_cache=cache)
+    assert len(cache) == 3  # another module object never shares a step
+    _run(_config(tmp_path / "f"), t5)
+    assert len(cache) == 3 and cache.steps()[0] is cached

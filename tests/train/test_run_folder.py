@@ -12,7 +12,7 @@ from spot.cli import main
 from spot.errors import ConfigError
 from spot.model.api import random_t5
 from spot.model.prompt import init_uniform
-from spot.train.loop import check_resumable, run_loop, trainable_from_prompt
+from spot.train.loop import RunPieces, check_resumable, run_loop, trainable_from_prompt
 
 from .synthetic import loop_config, synthetic_batches
 
@@ -24,11 +24,12 @@ def t5():
 
 def _run(config, t5, logs):
     prompt = init_uniform(0, config.prompt.length, t5.config.emb_dim)
-    return run_loop(config, out_dir=config.train.out_dir, module=t5.module, frozen=t5.params,
-                    initial_trainable=lambda: trainable_from_prompt(
-                        prompt, reparameterize=False, hidden=8, seed=0),
-                    batches=synthetic_batches(), evaluate=None,
-                    metadata={"task": "synthetic"}, log=logs.append)
+    return run_loop(config, RunPieces(
+        out_dir=config.train.out_dir, module=t5.module, frozen=t5.params,
+        initial_trainable=lambda: trainable_from_prompt(
+            prompt, reparameterize=False, hidden=8, seed=0),
+        batches=synthetic_batches(), evaluate=None, metadata={"task": "synthetic"}),
+        log=logs.append)
 
 
 @pytest.fixture

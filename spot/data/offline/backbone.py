@@ -31,9 +31,9 @@ import numpy as np
 from spot.errors import CheckpointError
 from spot.data.offline.vocab import cache_root
 from spot.model.t5 import T5Config
+from spot.model.t5_config import EOS_ID
 
 RECIPE_VERSION = 1
-EOS_ID = 1
 EXTRA_IDS = 100
 
 

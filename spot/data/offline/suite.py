@@ -661,16 +661,16 @@ def register_offline_suite(seed: int = 0) -> list[str]:
 
     Task names carry no seed, so one process uses one seed: registering again with another
     seed is a DataError from the registry."""
-    from spot.data.registry import register_mixture, register_text_task
+    from spot.data.registry import TextTaskSpec, register_mixture, register_text_task
 
     for name, spec in _BY_NAME.items():
-        register_text_task(
+        register_text_task(TextTaskSpec(
             name, family=spec.family,
             load_split=functools.partial(_load_split, name, int(seed)),
             splits=SPLITS, metrics=("accuracy",), label_words=spec.label_words,
             description=spec.description, source="offline",
             num_examples=EXPECTED_SIZES[name], available=_packages_present,
-            location=f"offline suite (seed {int(seed)}): {spec.resources}")
+            location=f"offline suite (seed {int(seed)}): {spec.resources}"))
     register_mixture(MIXTURE, SOURCE_TASKS, family="mixture",
                      description="examples-proportional mixture of the offline source tasks")
     return [*TASK_NAMES, MIXTURE]

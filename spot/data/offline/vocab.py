@@ -27,10 +27,11 @@ from pathlib import Path
 
 from spot.errors import DataError
 from spot.fileio import atomic_write_bytes
+from spot.model.t5_config import EOS_ID, PAD_ID
 
 VOCAB_VERSION = 1
 DEFAULT_VOCAB_SIZE = 8000
-PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+UNK_ID = 2
 
 
 def cache_root() -> Path:
