@@ -11,8 +11,16 @@ import pytest
 from click.testing import CliRunner
 
 from spot.cli import cli
-from spot.config import (ModelConfig, OptimizerConfig, RunConfig, TrainConfig, apply_overrides,
-                         from_dict, load_toml, validate)
+from spot.config import (
+    ModelConfig,
+    OptimizerConfig,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    load_toml,
+    validate,
+)
 
 
 def _dry_run(*args: str) -> dict:

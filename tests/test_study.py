@@ -25,7 +25,7 @@ class FakeTrainer:
         self.calls: list[str] = []
         self.crash_on = crash_on
 
-    def __call__(self, config, t5=None, vocab=None, log=None):
+    def __call__(self, config, t5=None, vocab=None, log=None, **options):
         from spot.model.prompt_files import save_prompt
 
         out = Path(config.train.out_dir)

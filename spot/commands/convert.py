@@ -21,8 +21,7 @@ def convert(src: str, out: str, config_json: str | None, dtype: str, overwrite: 
     import numpy as np
 
     from spot.errors import CheckpointError
-    from spot.model.checkpoints import (flatten_params, load_checkpoint, read_config_file,
-                                        save_native, unflatten_params)
+    from spot.model.checkpoints import flatten_params, load_checkpoint, read_config_file, save_native, unflatten_params
 
     out_path = Path(out)
     if out_path.exists() and not overwrite:

@@ -31,8 +31,7 @@ def export(prompt_path: str, fmt: str, out: str, base_model: str | None) -> None
     if fmt == "peft":
         if not base_model:
             raise ConfigError("--format peft needs --base-model (HF folder or hub id)")
-        from spot.model.checkpoints_hf import (config_from_hf, resolve_hf_config,
-                                               scales_tied_output)
+        from spot.model.checkpoints_hf import config_from_hf, resolve_hf_config, scales_tied_output
 
         hf_cfg = resolve_hf_config(base_model)
         config = config_from_hf(hf_cfg, logits_via_embedding=scales_tied_output(hf_cfg, False),
@@ -62,8 +61,7 @@ def export(prompt_path: str, fmt: str, out: str, base_model: str | None) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(path: str, as_json: bool) -> None:
     """Shape, dtype, per-token L2 norms, mean/std and metadata of a prompt."""
-    from spot.model.prompt_files import (load_prompt, load_prompt_metadata, prompt_stats,
-                                         read_prompt_raw)
+    from spot.model.prompt_files import load_prompt, load_prompt_metadata, prompt_stats, read_prompt_raw
 
     stored_dtype = str(read_prompt_raw(path).dtype)
     arr = load_prompt(path)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
-from spot.commands.options import training_options
 from spot.commands.library import command_library, library_folder_option
+from spot.commands.options import training_options
 from spot.commands.train import build_config
-
 
 _library_option = library_folder_option("library_root")  # the same --library as `spot library`
 
@@ -127,9 +126,8 @@ def transfer(target, strategy, k, metric, embedding, library_root, dry_run, **fl
     """Targeted SPoT end to end: retrieve the top-k sources and train the target with them."""
     from spot.config import apply_overrides
     from spot.model.prompt_files import save_prompt
-    from spot.retrieval.strategies import (best_of_top_k, mixture_of, ranked_sources,
-                                           weighted_average)
     from spot.retrieval.similarity import check_k
+    from spot.retrieval.strategies import best_of_top_k, mixture_of, ranked_sources, weighted_average
     from spot.train.run import train
 
     check_k(k)
@@ -203,8 +201,7 @@ def _embeddings_by_task(library) -> dict:
 def affinity_train(results, library_root, out, variant, model, beta, steps, evaluate):
     """Fit the scorer on measured gains (library embeddings as inputs)."""
     from spot.analysis.transfer import read_results
-    from spot.retrieval.affinity import (AffinityConfig, AffinityScorer, gains_from_results,
-                                         leave_one_target_out)
+    from spot.retrieval.affinity import AffinityConfig, AffinityScorer, gains_from_results, leave_one_target_out
 
     library = command_library(library_root)
     embeddings = _embeddings_by_task(library)

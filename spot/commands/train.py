@@ -15,8 +15,14 @@ from typing import Any
 
 import click
 
-from spot.commands.options import (checkpoint_option, config_options, model_option,
-                                  task_file_option, training_options, vocab_option)
+from spot.commands.options import (
+    checkpoint_option,
+    config_options,
+    model_option,
+    task_file_option,
+    training_options,
+    vocab_option,
+)
 
 
 def build_config(*, task: str | None = None, mixture: str | None = None,

@@ -25,9 +25,9 @@ import tomllib
 from pathlib import Path
 from typing import Sequence
 
+from spot.data.tables import DATA_EXTENSIONS, decode_lines, read_bytes, read_table
 from spot.errors import DataError
 from spot.fileio import confined_path
-from spot.data.tables import DATA_EXTENSIONS, decode_lines, read_bytes, read_table
 
 SPLIT_NAMES = ("train", "validation", "test")
 _PARSED: dict[str, dict[str, list[dict[str, str]]]] = {}  # digest -> split -> examples

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from spot.data import mixtures as MX
 from spot.data import scoring, sources
 from spot.data.tables import read_table
-from spot.data.tasks import FILE, TFDS, FILE_TASKS, TFDS_TASKS, FileTaskDef, TfdsTaskDef
+from spot.data.tasks import FILE, FILE_TASKS, TFDS, TFDS_TASKS, FileTaskDef, TfdsTaskDef
 from spot.errors import DataError
 
 SOURCES = ("tfds", "file", "offline", "mixture")

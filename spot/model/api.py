@@ -62,7 +62,7 @@ class T5:
     in `param_dtype` (bfloat16 halves memory on accelerators; defaults to the compute dtype).
     `scan_layers=True` runs each stack as one `nn.scan` over its layers (compile time and
     program size independent of depth); `params` is then held in the stacked layout
-    (`spot.model.t5.stack_layers`) and saved back under t5x's per-layer names.
+    (`spot.model.layout.stack_layers`) and saved back under t5x's per-layer names.
     """
 
     def __init__(self, config: T5Config, params: dict, dtype: Any = "float32", *,

@@ -25,7 +25,7 @@ import numpy as np
 
 from spot.errors import CheckpointError, ConfigError
 from spot.fileio import finish_files, replace_dir, temp_dir_for
-from spot.model.t5 import T5Config
+from spot.model.t5_config import T5Config
 
 FORMAT_NAME = "spot-t5"
 FORMAT_VERSION = 1
@@ -292,7 +292,7 @@ def save_native(path: str | os.PathLike, config: T5Config, params: Mapping[str, 
     """
     from safetensors.numpy import save_file
 
-    from spot.model.t5 import unstack_layers
+    from spot.model.layout import unstack_layers
 
     path = Path(path)
     flat = flatten_params(unstack_layers(params))  # always t5x's per-layer names on disk

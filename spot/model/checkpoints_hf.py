@@ -23,7 +23,7 @@ import numpy as np
 
 from spot.errors import CheckpointError, ConfigError
 from spot.fileio import confined_path
-from spot.model.t5 import T5Config
+from spot.model.t5_config import T5Config
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"

@@ -35,8 +35,7 @@ from spot.fileio import atomic_write_text
 from spot.model.prompt import effective_prompt
 from spot.train import sharding as shard
 from spot.train.metrics_writer import MetricWriter
-from spot.train.step import (init_state, jit_train_step, layerwise, make_optimizer,
-                             make_train_step)
+from spot.train.step import init_state, jit_train_step, layerwise, make_optimizer, make_train_step
 from spot.train.step_cache import StepCache, tree_signature
 
 RESUME_ORDER = ("own checkpoint in OUT/checkpoints", "--init prompt file", "initializer")

@@ -15,9 +15,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from spot.data.offline.backbone import (EXTRA_IDS, BackboneRecipe, backbone_key, backbone_path,
-                                        data_digest, make_batch, model_config, reference_objectives,
-                                        token_stream, vocabulary_path)
+from spot.data.offline import backbone
+from spot.data.offline.backbone import (
+    EXTRA_IDS,
+    BackboneRecipe,
+    backbone_key,
+    backbone_path,
+    data_digest,
+    make_batch,
+    model_config,
+    reference_objectives,
+    token_stream,
+)
 from spot.data.offline.vocab import cache_root
 from spot.errors import CheckpointError
 from spot.fileio import atomic_write_text
@@ -276,7 +285,9 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
     """
     recipe = recipe or BackboneRecipe()
     started = time.time()
-    sp_path = vocabulary_path(recipe)
+    # Looked up on the module at call time, as `backbone_path` does, so both agree on the
+    # recipe's vocabulary file (a test points it at another file).
+    sp_path = backbone.vocabulary_path(recipe)
     out = cache_root() / f"backbone-{backbone_key(recipe, sp_path)}"
     if (out / "config.json").is_file() and not force:
         log(f"embedded backbone already built: {out}")

@@ -17,6 +17,7 @@ from spot.model.t5 import T5Config
 from spot.train.model_paths import resolve_model_path, resolve_vocab
 from spot.train.step_cache import StepCache
 
+
 def build_model(config: RunConfig) -> T5:
     """The model `config` names, with its resolved dtypes (model tuning stores float32
     weights unless `model.param_dtype` says otherwise) and remat policy."""

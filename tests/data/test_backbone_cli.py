@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from spot.errors import CheckpointError, ConfigError
 
 from ..train.test_cli import _invoke

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from spot.data.offline import backbone
-from spot.train import pretrain
 from spot.errors import CheckpointError
+from spot.train import pretrain
 
 TINY = backbone.BackboneRecipe(reconstruct_steps=1, span_steps=1, prefix_lm_steps=1,
                                batch_size=2, emb_dim=16, mlp_dim=32, num_layers=1, num_heads=2,

@@ -6,8 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from spot.data.offline.backbone import (EOS_ID, OBJECTIVE_FIELDS, BackboneRecipe, make_batch,
-                                        reference_objectives)
+from spot.data.offline.backbone import EOS_ID, OBJECTIVE_FIELDS, BackboneRecipe, make_batch, reference_objectives
 
 STREAM = np.arange(3, 2003, dtype=np.int32)  # distinct ids: a window is its own fingerprint
 

@@ -9,8 +9,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from spot.data import registry
 from spot.commands.options import registered_task_file_option
+from spot.data import registry
 from spot.data.local import register_task_file
 from spot.errors import DataError
 

@@ -33,8 +33,8 @@ def test_two_builds_are_byte_identical(default_path, tmp_path):
 
 
 def test_t5_special_ids_and_seqio(default_path):
-    import seqio
     import sentencepiece as spm
+    import seqio
 
     sp = spm.SentencePieceProcessor(model_file=str(default_path))
     assert sp.get_piece_size() == vocab.DEFAULT_VOCAB_SIZE

@@ -87,12 +87,12 @@ def test_pickles_are_refused_never_loaded(tmp_path):
 
 
 @pytest.mark.parametrize("array, message", [
-    (np.array([[1.0, np.inf], [0.0, 1.0]], np.float32), r"1 NaN/Inf values \(first at row 0, "
-                                                         r"column 1\)"),
-    (np.full((2, 2), np.nan, np.float32), "4 NaN/Inf"),
-    (np.ones((3,), np.float32), r"2D prompt \[length, width\], got shape \(3,\)"),
+    (np.array([[1.0, np.inf], [0.0, 1.0]], np.float32), r"non-finite value at token 0, dim 1 "
+                                                         r"\(1 of 4 values are NaN/Inf\)"),
+    (np.full((2, 2), np.nan, np.float32), "4 of 4 values are NaN/Inf"),
+    (np.ones((3,), np.float32), r"expected a 2-D \[length, width\] array, got shape \(3,\)"),
     (np.ones((1, 3, 4), np.float32), r"got shape \(1, 3, 4\)"),
-    (np.ones((3, 4), np.int32), "floating-point prompt, got dtype int32"),
+    (np.ones((3, 4), np.int32), "expected floating-point numbers, got dtype int32"),
     (np.ones((0, 4), np.float32), "empty shape"),
 ])
 def test_bad_prompt_arrays(tmp_path, array, message):
