@@ -114,6 +114,12 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def _new_step_cache() -> Any:
+    from spot.train.step_cache import StepCache
+
+    return StepCache()
+
+
 @dataclasses.dataclass
 class _Session:
     """The backbone, vocabulary and folders every phase of one demo run uses."""
@@ -124,6 +130,8 @@ class _Session:
     vocab: Any
     log: Callable[[str], None]
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Every run of the demo (grid, mixture, weighted) shares one jitted step.
+    step_cache: Any = dataclasses.field(default_factory=_new_step_cache)
 
     @property
     def base(self):
@@ -148,7 +156,8 @@ class _Session:
         t0 = time.time()
         config = self.fit(apply_overrides(self.base, {
             **overrides, "train.out_dir": str(self.out / "runs" / name)}))
-        result = train(config, t5=self.t5, vocab=self.vocab, log=lambda s: None)
+        result = train(config, t5=self.t5, vocab=self.vocab, log=lambda s: None,
+                       step_cache=self.step_cache)
         self.timings[name] = time.time() - t0
         self.log(f"  {name:<40} best score {result.best_score:6.2f} at step {result.best_step}"
                  f"  ({self.timings[name]:.0f}s)")
@@ -175,7 +184,7 @@ def _run_grid(s: _Session) -> _Grid:
     study = StudyConfig(sources=SOURCE_TASKS, targets=TARGET_TASKS, out=str(s.out), seeds=1,
                         first_seed=demo.seed, source_steps=demo.source_steps,
                         target_steps=demo.target_steps)
-    report = run_study(s.base, study, t5=s.t5, vocab=s.vocab, adjust=s.fit,
+    report = run_study(s.base, study, t5=s.t5, vocab=s.vocab, adjust=s.fit, step_cache=s.step_cache,
                        log=lambda m: s.log(f"  {m}"))
     s.timings.update(report["seconds"])
     scores = {(r["source"], r["target"]): float(r["score"]) for r in read_rows(s.out)
@@ -261,12 +270,12 @@ def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[st
     generic = _run_generic(s)
     log(f"[3/4] targeted SPoT: top-{demo.k} sources by {demo.metric}")
     targeted = []
-    library = PromptLibrary(out / "library")  # the study's: the sources' prompts and keys
-    for target, baseline in grid.baseline.items():
-        picked = _run_targeted(s, grid, library, target)
-        targeted.append({"target": target, "baseline": baseline,
-                         "generic_spot": generic[target], **picked,
-                         **oracle_of(grid.transfer[target])})
+    with PromptLibrary(out / "library") as library:  # the study's: sources' prompts and keys
+        for target, baseline in grid.baseline.items():
+            picked = _run_targeted(s, grid, library, target)
+            targeted.append({"target": target, "baseline": baseline,
+                             "generic_spot": generic[target], **picked,
+                             **oracle_of(grid.transfer[target])})
     log("[4/4] analysis")
     results_csv = write_results_csv(out / "results.csv", _results_rows(s, grid, generic))
     sims = _similarities(grid)

@@ -15,8 +15,10 @@ is still training it) is left for a later rerun and reported.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import functools
 import hashlib
 import io
 import os
@@ -223,24 +225,35 @@ def _add_source_to_library(library: Any, cell: Cell, result: Any, model: str, ou
 
 def run_study(base: RunConfig, study: StudyConfig, *, t5: Any = None, vocab: Any = None,
               adjust: Callable[[RunConfig], RunConfig] | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print,
+              step_cache: Any = None) -> dict[str, Any]:
     """Run this shard's unfinished cells; returns counts of done/skipped/waiting cells and
     the seconds each newly trained cell took. `adjust` may change each cell's config last
-    (the demo fits the input length to the cell's task)."""
-    import time
+    (the demo fits the input length to the cell's task). The cells share one jitted step
+    (`step_cache`, a `spot.train.step_cache.StepCache`; a new one when None), so a caller
+    that runs more than the grid passes its own."""
 
     from spot.library.store import PromptLibrary
     from spot.train.run import build_model, resolve_vocab, train
     from spot.train.step_cache import StepCache
 
-    step_cache = StepCache()  # the study's runs share one jitted step
+    step_cache = step_cache if step_cache is not None else StepCache()
     out = Path(study.out)
     out.mkdir(parents=True, exist_ok=True)
-    library = PromptLibrary(study.library_root or out / "library")
+    with contextlib.closing(PromptLibrary(study.library_root or out / "library")) as library:
+        return _run_cells(base, study, library, t5=t5 or build_model(base),
+                          vocab=vocab or resolve_vocab(base), adjust=adjust, log=log,
+                          train=functools.partial(train, step_cache=step_cache))
+
+
+def _run_cells(base: RunConfig, study: StudyConfig, library: Any, *, t5: Any, vocab: Any,
+               adjust: Callable[[RunConfig], RunConfig] | None, log: Callable[[str], None],
+               train: Callable[..., Any]) -> dict[str, Any]:
+    import time
+
+    out = Path(study.out)
     done = {Cell(r["source"], r["target"], int(r["seed"])).key for r in read_rows(out)}
     rows_file = shard_file(out, study.shard)
-    t5 = t5 or build_model(base)
-    vocab = vocab or resolve_vocab(base)
     counts = {"finished": 0, "skipped": 0, "waiting": 0}
     waiting: list[str] = []
     seconds: dict[str, float] = {}
@@ -257,7 +270,7 @@ def run_study(base: RunConfig, study: StudyConfig, *, t5: Any = None, vocab: Any
         config = adjust(config) if adjust else config
         log(f"cell {cell.key}")
         started = time.time()
-        result = train(config, t5=t5, vocab=vocab, log=lambda s: None, step_cache=step_cache)
+        result = train(config, t5=t5, vocab=vocab, log=lambda s: None)
         if result.best_score is None:
             raise DataError(f"{cell.target} has no validation split to score the study on")
         if cell.source == "source":
