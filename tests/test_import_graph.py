@@ -120,6 +120,34 @@ def test_no_package_cycles():
     assert cycles(package_graph(import_graph(ROOT))) == []
 
 
+# The rooms in the order of docs/concepts.md "The code layout": each may import only rooms
+# before it. A new room goes where its imports put it.
+LAYERS = (
+    ("spot.errors", "spot.quiet"),
+    ("spot.fileio",),
+    ("spot.model",),
+    ("spot.config",),
+    ("spot.data",),
+    ("spot.train", "spot.retrieval"),
+    ("spot.library", "spot.analysis"),
+    ("spot.workflows",),
+    ("spot.bench",),
+    ("spot.commands",),
+    ("spot.cli",),
+    ("spot.clidoc", "spot.__main__", "spot"),
+)
+
+
+def test_rooms_import_only_rooms_below_them():
+    level = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}
+    graph = package_graph(import_graph(ROOT))
+    unplaced = sorted(set(graph) - set(level))
+    assert not unplaced, f"rooms missing from LAYERS: {unplaced}"
+    upward = sorted((a, b) for a, targets in graph.items() for b in targets
+                    if a != "spot" and level[b] >= level[a])
+    assert upward == [], f"imports of a room at the same level or above: {upward}"
+
+
 def _write(root: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
         path = root / rel
