@@ -41,9 +41,9 @@ def main() -> None:
 
     from spot.commands.backbone import _recipe
     from spot.data.offline.backbone import model_config
-    from spot.train.pretrain import _optimizer, _step_fns
     from spot.model.decode import shift_right
     from spot.model.t5 import Transformer, init_params
+    from spot.train.pretrain import _optimizer, _step_fns
 
     recipe = _recipe(0, tuple(args.sets))
     cfg = model_config(recipe, recipe.vocab_size)

@@ -30,10 +30,10 @@ def main() -> None:
     from probe_model_tuning import run
 
     from spot.data.offline import backbone
-    from spot.train import pretrain
     from spot.data.offline.corpus import load_corpus
     from spot.data.vocab import load_vocabulary
     from spot.model.api import load_t5
+    from spot.train import pretrain
 
     path = Path(args.backbone)
     made = json.loads((path / "pretraining.json").read_text())

@@ -12,7 +12,6 @@ import pytest
 from spot.cli import main
 
 
-
 @pytest.fixture
 def files(tmp_path):
     lines = tmp_path / "in.jsonl"

@@ -11,8 +11,7 @@ import pytest
 from spot.errors import DataError
 from spot.model.api import T5
 from spot.model.t5 import T5Config, init_params
-from spot.workflows.serve import (PredictConfig, Request, predict_jsonl, run_grouped,
-                                  run_requests)
+from spot.workflows.serve import PredictConfig, Request, predict_jsonl, run_grouped, run_requests
 
 
 @pytest.fixture(scope="module")

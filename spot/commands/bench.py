@@ -17,8 +17,10 @@ import click
 
 from spot.bench.settings import DECODE_DEFAULTS, PREDICT_DEFAULTS, TRAIN_STEP_DEFAULTS
 from spot.commands.library import library_folder_option
+from spot.config import REMAT_POLICIES
+from spot.model.t5_config import ATTENTION_IMPLS, DTYPE_CHOICES
 
-_DTYPES = click.Choice(["float32", "bfloat16", "auto"])
+_DTYPES = click.Choice(list(DTYPE_CHOICES))
 
 
 def _emit(result: dict, as_json: bool) -> None:
@@ -96,9 +98,9 @@ def bench() -> None:
 @click.option("--warmup", default=3, show_default=True, help="Untimed steps after compiling.")
 @click.option("--param-dtype", type=_DTYPES, default=None,
               help="Frozen-weight dtype (model.param_dtype; default: the compute dtype).")
-@click.option("--attention", "attention_impl", type=click.Choice(["xla", "fused"]),
+@click.option("--attention", "attention_impl", type=click.Choice(list(ATTENTION_IMPLS)),
               help="model.attention_impl, default xla.")
-@click.option("--remat", type=click.Choice(["none", "full", "dots"]), default=None,
+@click.option("--remat", type=click.Choice(list(REMAT_POLICIES)), default=None,
               is_flag=False, flag_value="full",
               help="model.remat: rematerialize each layer in the backward pass (bare --remat: "
                    "full; default none).")
@@ -126,7 +128,7 @@ def train_step_cmd(steps, warmup, compile_only, as_json, **flags):
               ("--prompt-length", "prompt.length", "Prompt tokens"),
               ("--max-length", "data.target_length", "Decoded tokens per example"))
 @click.option("--steps", default=5, show_default=True, help="Timed decode calls.")
-@click.option("--attention", "attention_impl", type=click.Choice(["xla", "fused"]),
+@click.option("--attention", "attention_impl", type=click.Choice(list(ATTENTION_IMPLS)),
               help="model.attention_impl, default xla.")
 def decode_cmd(steps, as_json, **flags):
     """Time batched greedy decoding with a KV cache (evaluation and `spot predict`)."""

@@ -247,7 +247,8 @@ def import_cmd(paths, task, model, root) -> None:
 
 @library.command("export")
 @click.argument("entry_id")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file (.npy or .safetensors; a .json sidecar goes beside it).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Output file (.npy or .safetensors; a .json sidecar goes beside it).")
 @click.option("--which", type=click.Choice(["prompt", "embedding"]), default="prompt", show_default=True)
 @_root_option
 def export_cmd(entry_id, out, which, root) -> None:

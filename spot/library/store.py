@@ -259,7 +259,8 @@ class PromptLibrary:
         }
         written = []
         try:
-            for which, arr in (("prompt", checked.prompt), ("key", checked.key if checked.kind == "embedding" else None)):
+            key = checked.key if checked.kind == "embedding" else None
+            for which, arr in (("prompt", checked.prompt), ("key", key)):
                 if arr is None:
                     row["key_sha256"] = row["prompt_sha256"]
                     continue

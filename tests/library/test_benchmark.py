@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from spot.bench.retrieval import RankBenchConfig, benchmark_rank
 from spot.errors import ConfigError, LibraryError
 from spot.library.store import PromptLibrary
-from spot.bench.retrieval import RankBenchConfig, benchmark_rank
 
 
 @pytest.mark.parametrize("metric", ["per_token_cosine", "avg_cosine", "avg_euclidean"])

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from spot.errors import ConfigError, DataError
-from spot.retrieval.affinity import (AffinityConfig, AffinityScorer, Pair, gains_from_results,
-                                     leave_one_target_out, smooth_l1)
+from spot.retrieval.affinity import (
+    AffinityConfig,
+    AffinityScorer,
+    Pair,
+    gains_from_results,
+    leave_one_target_out,
+    smooth_l1,
+)
 from spot.retrieval.strategies import weighted_average
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spot.errors import CheckpointError
 from spot.data.offline.vocab import cache_root
+from spot.errors import CheckpointError
 from spot.model.t5 import T5Config
 from spot.model.t5_config import EOS_ID
 
