@@ -302,6 +302,7 @@ def test_convert_overwrite(tmp_path, tiny_models):
           state, "old", "new")
 
 
+@pytest.mark.slow
 def test_predict_output(tmp_path, tiny_models):
     def setup(w):
         np.save(w / "p.npy", NEW[:, :16])

@@ -29,6 +29,7 @@ def cache(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_demo_miniature(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("SPOT_CACHE", str(cache))
     from spot.data.offline.backbone import BackboneRecipe
@@ -82,6 +83,7 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
         assert np.isfinite(other) and other > 1.0
 
 
+@pytest.mark.slow
 def test_notebook_runs(tmp_path, cache):
     env = {**os.environ, "SPOT_QUICKSTART_FAST": "1", "SPOT_CACHE": str(cache),
            "SPOT_QUICKSTART_OUT": str(tmp_path / "nb"), "MPLBACKEND": "Agg"}

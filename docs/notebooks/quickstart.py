@@ -28,8 +28,9 @@ import numpy as np  # noqa: E402
 
 import spot  # noqa: E402
 from spot.config import RunConfig, apply_overrides  # noqa: E402
-from spot.data.offline.backbone import BackboneRecipe, build_backbone  # noqa: E402
+from spot.data.offline.backbone import BackboneRecipe  # noqa: E402
 from spot.data.vocab import load_vocabulary  # noqa: E402
+from spot.train.pretrain import build_backbone  # noqa: E402
 from spot.train.run import train  # noqa: E402
 
 FAST = os.environ.get("SPOT_QUICKSTART_FAST") == "1"

@@ -11,6 +11,7 @@ import click
 from spot.commands.library import command_library, library_folder_option
 from spot.commands.options import training_options
 from spot.commands.train import build_config
+from spot.retrieval.similarity import METRICS
 
 _library_option = library_folder_option("library_root")  # the same --library as `spot library`
 
@@ -46,8 +47,7 @@ def _target_embedding(target: str, embedding: str | None, flags: dict, log) -> l
 @click.option("--target", required=True, help="The target task.")
 @click.option("--k", default=3, show_default=True, help="How many sources to retrieve.")
 @click.option("--metric", default="per_token_cosine", show_default=True,
-              type=click.Choice(["avg_cosine", "per_token_cosine", "avg_euclidean",
-                                 "per_token_euclidean", "avg_manhattan", "per_token_manhattan"]))
+              type=click.Choice(list(METRICS)))
 @click.option("--embedding", type=click.Path(exists=True),
               help="The target's task embedding; without it, it is trained first.")
 @click.option("--write-init", type=click.Path(dir_okay=False),

@@ -26,6 +26,7 @@ def test_recipe_changes_are_typed_and_checked(private_cache):
         _invoke(["backbone", "info", "--set", "span_steps=3"])
 
 
+@pytest.mark.slow
 def test_build_then_info_with_diagnosis(private_cache):
     built = _invoke(["backbone", "build", *TINY]).stdout.strip().splitlines()[-1]
     assert built.startswith(str(private_cache))

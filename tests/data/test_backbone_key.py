@@ -49,6 +49,7 @@ def _other_sentencepiece_model(path, tmp_path):
     shutil.copyfile(tmp_path / "small.model", path)
 
 
+@pytest.mark.slow
 def test_other_corpus_or_vocabulary_is_another_cache_entry(private_cache, tmp_path,
                                                            monkeypatch):
     from spot.data.offline import sources

@@ -91,6 +91,7 @@ def test_scanned_prompt_gradients_match(remat):
     np.testing.assert_allclose(g1, g0, rtol=1e-5, atol=1e-5 * np.abs(g0).max())
 
 
+@pytest.mark.slow
 def test_scanned_dropout_draws_differ_per_layer_and_are_reproducible():
     params = stack_layers(init_params(CFG, 0))
     enc, dec, prompt = _inputs()
@@ -131,6 +132,7 @@ def test_scanned_prompt_tuning_run_ends_with_the_same_prompt(tmp_path):
     np.testing.assert_allclose(prompts[True], prompts[False], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_scanned_model_tuning_saves_t5x_names_and_matches(tmp_path):
     cfg = CFG.replace(dropout_rate=0.0)
     params = init_params(cfg, 0)

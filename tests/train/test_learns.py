@@ -55,6 +55,7 @@ def _run(tmp_path, tiny, mode: str, steps: int, lr: float):
     return losses, result.best_score, majority
 
 
+@pytest.mark.slow
 def test_model_tuning_loss_falls_and_accuracy_beats_majority(tmp_path, tiny):
     losses, best, majority = _run(tmp_path, tiny, "model", steps=300, lr=3e-3)
     # The run trained a copy: the caller's model is intact (the step donates its state).

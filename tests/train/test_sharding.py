@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
@@ -63,6 +65,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_step_equals_single_device(tmp_path):
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
