@@ -239,3 +239,17 @@ if __name__ == "__main__":
             main(sys.argv[5:])
     else:
         sys.exit("usage: python -m tests.cli_helpers crash N FOLDER -- SPOT_ARGS...")
+
+
+def invoke_ok(args: Sequence[object]):
+    """Run `spot ARGS` in-process (click's runner); re-raise a crash, require exit 0."""
+    from click.testing import CliRunner
+
+    from spot.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result
+

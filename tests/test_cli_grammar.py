@@ -10,22 +10,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from click.testing import CliRunner
 
-from spot.cli import cli
 from spot.commands.train import EVAL_KEYS, inference_config
 from spot.errors import SpotError
+from tests.cli_helpers import invoke_ok
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "offline_review_polarity"
 
 
-def _invoke(args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result
+_invoke = invoke_ok
 
 
 def _run_toml(path: Path, model: Path) -> Path:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
-
-from spot.cli import cli
+from tests.cli_helpers import invoke_ok
 
 FAST = ["--set", "data.input_length=48", "--set", "data.target_length=4",
         "--set", "data.batch_size=8", "--set", "train.eval_every=2",
@@ -16,12 +14,7 @@ FAST = ["--set", "data.input_length=48", "--set", "data.target_length=4",
         "--set", "train.log_every=2"]
 
 
-def _invoke(args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result
+_invoke = invoke_ok
 
 
 def test_model_tuning_summary_names_the_model_and_eval_needs_no_vocab(tmp_path, tiny_model):

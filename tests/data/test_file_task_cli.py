@@ -10,10 +10,9 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from spot.cli import cli
 from spot.data import pipeline
+from tests.cli_helpers import invoke_ok
 
 FAST = ["--set", "data.input_length=32", "--set", "data.target_length=4",
         "--set", "data.batch_size=4", "--set", "prompt.length=4",
@@ -80,12 +79,7 @@ def token_cache(tmp_path, monkeypatch):
     pipeline.clear_caches()
 
 
-def _invoke(args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result
+_invoke = invoke_ok
 
 
 def _json(stdout: str):
