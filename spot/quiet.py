@@ -90,8 +90,3 @@ def import_tensorflow():
 def import_seqio():
     """`import seqio` (which imports TensorFlow), quietly."""
     return _quiet_import("seqio")
-
-
-def import_tfds():
-    """`import tensorflow_datasets`, quietly."""
-    return _quiet_import("tensorflow_datasets")
