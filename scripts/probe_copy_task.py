@@ -35,6 +35,9 @@ def main() -> None:
     ap.add_argument("--embed-std", type=float, default=1.0,
                     help="std of the token embedding at init (T5's is 1.0)")
     ap.add_argument("--out", default="")
+    ap.add_argument("--save", default="",
+                    help="save the trained model as a backbone folder (the default vocabulary "
+                         "copied in), so scripts/probe_gate.py can prompt-tune it")
     args = ap.parse_args()
 
     import jax
@@ -100,6 +103,26 @@ def main() -> None:
     if args.out:
         with open(args.out, "a") as f:
             f.write(json.dumps(result) + "\n")
+    if args.save:
+        save(Path(args.save), recipe, cfg, params, result)
+
+
+def save(out: Path, recipe, cfg, params, result: dict) -> None:
+    import dataclasses
+    import shutil
+
+    import jax
+
+    from spot.data.offline.backbone import vocabulary_path
+    from spot.model.checkpoints import save_native
+
+    shutil.rmtree(out, ignore_errors=True)
+    save_native(out, cfg, jax.tree_util.tree_map(np.asarray, jax.device_get(params)),
+                metadata={"recipe": dataclasses.asdict(recipe)})
+    shutil.copyfile(vocabulary_path(recipe), out / "vocab.model")
+    (out / "pretraining.json").write_text(json.dumps(
+        {"recipe": dataclasses.asdict(recipe), "copy_probe": result}, indent=1))
+    print(f"saved {out}")
 
 
 if __name__ == "__main__":

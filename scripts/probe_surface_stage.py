@@ -103,6 +103,17 @@ def surface_batch(sents, vocab, rng, batch_size: int, in_len: int, tgt_len: int,
     return _batch(inputs, targets, in_len, tgt_len)
 
 
+def copy_batch(rng, batch_size: int, length: int = 8, alphabet: int = 500):
+    """In-order copy of random pieces (ids 3..3+alphabet), as scripts/probe_copy_task.py."""
+    from spot.model.decode import shift_right
+
+    seq = rng.integers(3, 3 + alphabet, size=(batch_size, length)).astype(np.int32)
+    enc = np.concatenate([seq, np.ones((batch_size, 1), np.int32)], 1)
+    return {"encoder_input_tokens": enc, "decoder_target_tokens": enc.copy(),
+            "decoder_input_tokens": shift_right(enc),
+            "decoder_loss_weights": np.ones_like(enc, np.float32)}
+
+
 def heldout_surface_loss(eval_step, params, sents, vocab, batches: int = 8) -> dict[str, float]:
     """Held-out loss per target token: all tasks mixed ("all") and each task alone (2 batches)."""
     out = {}
@@ -122,7 +133,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--cycle", default="surface,surface,span,prefix_lm",
-                    help="objectives taken in turn, one per step")
+                    help="objectives taken in turn, one per step: surface, copyrand (in-order "
+                         "copy of 8 random pieces), span, prefix_lm")
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--every", type=int, default=100)
@@ -191,6 +203,8 @@ def main() -> None:
         objective = cycle[step % len(cycle)]
         if objective == "surface":
             batch = surface_batch(train_sents, vocab, rng, recipe.batch_size, 64, 16)
+        elif objective == "copyrand":
+            batch = copy_batch(rng, recipe.batch_size)
         else:
             batch = backbone.make_batch(train_stream, objective, recipe, vsize, rng)
         params, opt_state, loss = train_step(params, opt_state, batch,
