@@ -5,7 +5,8 @@ Issue 16's lever "put the knowledge in the backbone, leave the task to the promp
 the `offline_sources` mixture (examples-proportional; the demo's targets and their formats
 are not in it), keep the run folder, and print each source's validation accuracy along the way
 (the upper bound a prompt on the frozen result can elicit). The tuned model is
-`OUT/model` (with its vocabulary), which `scripts/probe_model_tuning.py --mode prompt
+`OUT/model` (with its vocabulary and the start's `pretraining.json` plus a
+`multitask_stage` record), which `scripts/probe_model_tuning.py --mode prompt
 --backbone OUT/model` then prompt-tunes on a target.
 
     .venv/bin/python scripts/probe_multitask_stage.py --backbone /tmp/spot-probe-cache/copy8-mix \
@@ -68,6 +69,11 @@ def main() -> None:
                        for r in evals], "best_score": result.best_score}
     for r in record["eval"]:
         print(json.dumps(r))
+    start = path / "pretraining.json"
+    if start.is_file():  # so spot backbone info --diagnose and probe_gate.py read OUT/model
+        made = json.loads(start.read_text())
+        made["multitask_stage"] = {k: v for k, v in record.items() if k != "train_loss_curve"}
+        (Path(args.out_dir) / "model" / "pretraining.json").write_text(json.dumps(made, indent=1))
     with open(args.log, "a") as f:
         f.write(json.dumps(record) + "\n")
 
