@@ -64,7 +64,7 @@ def show_batch(task: str, vocab, input_length: int, target_length: int, n: int =
 
 def run(task: str, *, steps: int, mode: str = "model", random: bool = False, backbone: str = "",
         lr: float = 1e-3, prompt_lr: float = 0.3, prompt_length: int = 20, batch_size: int = 32,
-        eval_every: int = 100, max_eval: int = 0) -> dict:
+        eval_every: int = 100, max_eval: int = 0, seed: int = 0) -> dict:
     """One training run; returns the curve, the best validation score and the label prior."""
     from spot.config import RunConfig, apply_overrides
     from spot.data.offline.backbone import backbone_path
@@ -107,14 +107,14 @@ def run(task: str, *, steps: int, mode: str = "model", random: bool = False, bac
             "train.mode": mode, "train.steps": steps,
             "train.eval_every": min(eval_every, steps),
             "train.checkpoint_every": steps, "train.embedding_step": 1,
-            "train.log_every": 25, "train.seed": 0, "train.out_dir": tmp,
+            "train.log_every": 25, "train.seed": seed, "train.out_dir": tmp,
             "train.progress": False})
         t0 = time.time()
         result = train(cfg, t5=t5, vocab=vocab, log=lambda s: None)
         rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     losses = [(r["step"], round(r["cross_entropy"], 4)) for r in rows if r["kind"] == "train"]
     evals = [(r["step"], r["score"]) for r in rows if r["kind"] == "eval"]
-    return {"task": task, "mode": mode, "random_init": random, "steps": steps,
+    return {"task": task, "mode": mode, "random_init": random, "steps": steps, "seed": seed,
             "lr": lr, "backbone": str(path), "seconds": round(time.time() - t0, 1),
             "train_loss_curve": losses, "eval_curve": evals, "best_score": result.best_score,
             "best_step": result.best_step, **prior}
@@ -133,12 +133,13 @@ def main() -> None:
     ap.add_argument("--mode", default="model", choices=("model", "prompt"))
     ap.add_argument("--prompt-length", type=int, default=20)
     ap.add_argument("--prompt-lr", type=float, default=0.3)
+    ap.add_argument("--seed", type=int, default=0, help="train.seed (prompt init and batches)")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     out = run(args.task, steps=args.steps, mode=args.mode, random=args.random,
               backbone=args.backbone, lr=args.lr, prompt_lr=args.prompt_lr,
               prompt_length=args.prompt_length, batch_size=args.batch_size,
-              eval_every=args.eval_every, max_eval=args.max_eval)
+              eval_every=args.eval_every, max_eval=args.max_eval, seed=args.seed)
     print(json.dumps(out))
     if args.out:
         with open(args.out, "a") as f:
