@@ -44,7 +44,6 @@ def main() -> None:
 
     from spot.commands.backbone import _recipe
     from spot.data.offline.backbone import model_config
-    from spot.model.decode import shift_right
     from spot.model.t5 import Transformer, init_params
     from spot.train.pretrain import _optimizer, _step_fns
 
@@ -62,12 +61,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
 
     def batch(r, n=recipe.batch_size):
-        seq = r.integers(3, 3 + args.alphabet, size=(n, args.length)).astype(np.int32)
-        enc = np.concatenate([seq, np.ones((n, 1), np.int32)], 1)
-        tgt = enc.copy()
-        return {"encoder_input_tokens": enc, "decoder_target_tokens": tgt,
-                "decoder_input_tokens": shift_right(tgt),
-                "decoder_loss_weights": np.ones_like(tgt, np.float32)}
+        return copy_batch(r, n, args.length, args.alphabet)
 
     held = [batch(np.random.default_rng(99 + i)) for i in range(4)]
 
@@ -104,26 +98,42 @@ def main() -> None:
         with open(args.out, "a") as f:
             f.write(json.dumps(result) + "\n")
     if args.save:
-        save(Path(args.save), recipe, cfg, params, result)
+        import dataclasses
+
+        from spot.data.offline.backbone import vocabulary_path
+
+        save_backbone_folder(Path(args.save), cfg, params, vocabulary_path(recipe),
+                             {"recipe": dataclasses.asdict(recipe), "copy_probe": result})
 
 
-def save(out: Path, recipe, cfg, params, result: dict) -> None:
-    import dataclasses
+def copy_batch(rng: np.random.Generator, batch_size: int, length: int = 8,
+               alphabet: int = 500) -> dict[str, np.ndarray]:
+    """In-order copy of `length` random pieces (ids 3..3+alphabet), EOS-terminated."""
+    from spot.model.decode import shift_right
+
+    seq = rng.integers(3, 3 + alphabet, size=(batch_size, length)).astype(np.int32)
+    enc = np.concatenate([seq, np.ones((batch_size, 1), np.int32)], 1)
+    return {"encoder_input_tokens": enc, "decoder_target_tokens": enc.copy(),
+            "decoder_input_tokens": shift_right(enc),
+            "decoder_loss_weights": np.ones_like(enc, np.float32)}
+
+
+def save_backbone_folder(out: Path, cfg, params, vocab_file: Path, report: dict) -> None:
+    """A backbone folder the other probes read: native weights, vocabulary, pretraining.json
+    (whose "recipe" `probe_gate.py` and `spot backbone info --diagnose` need)."""
     import shutil
 
     import jax
 
-    from spot.data.offline.backbone import vocabulary_path
+    from spot.fileio import atomic_write_text
     from spot.model.checkpoints import save_native
 
     shutil.rmtree(out, ignore_errors=True)
     save_native(out, cfg, jax.tree_util.tree_map(np.asarray, jax.device_get(params)),
-                metadata={"recipe": dataclasses.asdict(recipe)})
-    shutil.copyfile(vocabulary_path(recipe), out / "vocab.model")
-    (out / "pretraining.json").write_text(json.dumps(
-        {"recipe": dataclasses.asdict(recipe), "copy_probe": result}, indent=1))
-    print(f"saved {out}")
-
+                metadata={"recipe": report["recipe"]})
+    shutil.copyfile(vocab_file, out / "vocab.model")
+    atomic_write_text(out / "pretraining.json", json.dumps(report, indent=1))
+    print(f"saved {out}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -39,6 +39,7 @@ def main() -> None:
 
     from spot.config import RunConfig, apply_overrides
     from spot.data.vocab import load_vocabulary
+    from spot.fileio import atomic_write_text
     from spot.model.api import load_t5
     from spot.train.run import train
     from spot.workflows.demo import fitted_input_length
@@ -73,7 +74,8 @@ def main() -> None:
     if start.is_file():  # so spot backbone info --diagnose and probe_gate.py read OUT/model
         made = json.loads(start.read_text())
         made["multitask_stage"] = {k: v for k, v in record.items() if k != "train_loss_curve"}
-        (Path(args.out_dir) / "model" / "pretraining.json").write_text(json.dumps(made, indent=1))
+        atomic_write_text(Path(args.out_dir) / "model" / "pretraining.json",
+                          json.dumps(made, indent=1))
     with open(args.log, "a") as f:
         f.write(json.dumps(record) + "\n")
 

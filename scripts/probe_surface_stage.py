@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -103,17 +102,6 @@ def surface_batch(sents, vocab, rng, batch_size: int, in_len: int, tgt_len: int,
     return _batch(inputs, targets, in_len, tgt_len)
 
 
-def copy_batch(rng, batch_size: int, length: int = 8, alphabet: int = 500):
-    """In-order copy of random pieces (ids 3..3+alphabet), as scripts/probe_copy_task.py."""
-    from spot.model.decode import shift_right
-
-    seq = rng.integers(3, 3 + alphabet, size=(batch_size, length)).astype(np.int32)
-    enc = np.concatenate([seq, np.ones((batch_size, 1), np.int32)], 1)
-    return {"encoder_input_tokens": enc, "decoder_target_tokens": enc.copy(),
-            "decoder_input_tokens": shift_right(enc),
-            "decoder_loss_weights": np.ones_like(enc, np.float32)}
-
-
 def heldout_surface_loss(eval_step, params, sents, vocab, batches: int = 8) -> dict[str, float]:
     """Held-out loss per target token: all tasks mixed ("all") and each task alone (2 batches)."""
     out = {}
@@ -143,12 +131,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import jax
+    from probe_copy_task import copy_batch, save_backbone_folder
 
     from spot.data.offline import backbone
     from spot.data.offline.corpus import load_corpus
     from spot.data.vocab import load_vocabulary
     from spot.model.api import load_t5
-    from spot.model.checkpoints import save_native
     from spot.train import pretrain
 
     start = Path(args.start)
@@ -188,14 +176,9 @@ def main() -> None:
               f"prefix nats {rec['prefix_lm_nats_from_encoder']:.3f}", flush=True)
 
     def save(out: Path, steps: int) -> None:
-        shutil.rmtree(out, ignore_errors=True)
-        save_native(out, t5.config, jax.tree_util.tree_map(np.asarray, jax.device_get(params)),
-                    metadata={"recipe": made["recipe"]})
-        shutil.copyfile(start / "vocab.model", out / "vocab.model")
         report = {**made, "surface_stage": {"start": str(start), "steps": steps, "lr": args.lr,
                                             "cycle": cycle, "seconds": round(time.time() - t0, 1)}}
-        (out / "pretraining.json").write_text(json.dumps(report, indent=1))
-        print(f"saved {out}", flush=True)
+        save_backbone_folder(out, t5.config, params, start / "vocab.model", report)
 
     measure(0)
     losses: dict[str, list[float]] = {}
