@@ -108,14 +108,10 @@ def main() -> None:
 
 def copy_batch(rng: np.random.Generator, batch_size: int, length: int = 8,
                alphabet: int = 500) -> dict[str, np.ndarray]:
-    """In-order copy of `length` random pieces (ids 3..3+alphabet), EOS-terminated."""
-    from spot.model.decode import shift_right
+    """In-order copy of `length` random pieces: the library's random-copy phase batch."""
+    from spot.data.offline.backbone import random_copy_batch
 
-    seq = rng.integers(3, 3 + alphabet, size=(batch_size, length)).astype(np.int32)
-    enc = np.concatenate([seq, np.ones((batch_size, 1), np.int32)], 1)
-    return {"encoder_input_tokens": enc, "decoder_target_tokens": enc.copy(),
-            "decoder_input_tokens": shift_right(enc),
-            "decoder_loss_weights": np.ones_like(enc, np.float32)}
+    return random_copy_batch(rng, batch_size, length, alphabet)
 
 
 def save_backbone_folder(out: Path, cfg, params, vocab_file: Path, report: dict) -> None:

@@ -68,10 +68,10 @@ def run(task: str, *, steps: int, mode: str = "model", random: bool = False, bac
     """One training run; returns the curve, the best validation score and the label prior."""
     from spot.config import RunConfig, apply_overrides
     from spot.data.offline.backbone import backbone_path
+    from spot.data.pipeline import fitted_input_length
     from spot.data.vocab import load_vocabulary
     from spot.model.api import load_t5, random_t5
     from spot.train.run import train
-    from spot.workflows.demo import fitted_input_length
 
     if random and not backbone:
         # The default recipe's shape and vocabulary, no pretraining (needs no built backbone).

@@ -38,11 +38,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from spot.config import RunConfig, apply_overrides
+    from spot.data.pipeline import fitted_input_length
     from spot.data.vocab import load_vocabulary
     from spot.fileio import atomic_write_text
     from spot.model.api import load_t5
     from spot.train.run import train
-    from spot.workflows.demo import fitted_input_length
 
     path = Path(args.backbone)
     vocab = load_vocabulary(path / "vocab.model")

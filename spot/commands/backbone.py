@@ -12,13 +12,13 @@ _SET_HELP = ("Change one recipe field, e.g. --set reconstruct_steps=800 (repeata
              "changed recipe is built and cached under its own key.")
 
 # Recipe fields where 0 means "none" (no warm-up phase, no dropout, decoder depth = encoder's).
-_MAY_BE_ZERO = ("copy_steps", "reconstruct_steps", "span_steps", "prefix_lm_steps",
+_MAY_BE_ZERO = ("random_copy_steps", "multitask_steps", "copy_steps", "reconstruct_steps", "span_steps", "prefix_lm_steps",
                 "warmup_steps", "dropout_rate", "num_decoder_layers")
 
 
 def _recipe(seed: int, sets: tuple[str, ...]):
-    """The default recipe with `--seed` and typed `--set KEY=VALUE` changes."""
-    from spot.data.offline.backbone import BackboneRecipe
+    """The embedded recipe with `--seed` and typed `--set KEY=VALUE` changes."""
+    from spot.data.offline.backbone import EMBEDDED_RECIPE, BackboneRecipe
     from spot.errors import ConfigError
 
     fields = {f.name: f for f in dataclasses.fields(BackboneRecipe)}
@@ -42,7 +42,7 @@ def _recipe(seed: int, sets: tuple[str, ...]):
             raise ConfigError(f"--set {key}={raw!r}: must be a finite number {least}")
     if seed < 0:
         raise ConfigError(f"--seed must be 0 or more, got {seed}")
-    return BackboneRecipe(**changes)
+    return dataclasses.replace(EMBEDDED_RECIPE, **changes)
 
 
 @click.group("backbone")
@@ -51,7 +51,9 @@ def backbone() -> None:
 
 
 @backbone.command("build")
-@click.option("--force", is_flag=True, help="Rebuild even if a cached copy exists.")
+@click.option("--force", is_flag=True,
+              help="Build from the recipe even if a cached or shipped copy exists (into the "
+                   "user cache, which is then used before the shipped copy).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--diagnose-every", type=click.IntRange(min=0), default=0, show_default=True,
@@ -59,7 +61,9 @@ def backbone() -> None:
                    "nats from the encoder, both objectives) into pretraining.json's history; "
                    "0 = never. Changes neither the weights nor the cache key.")
 def build(force: bool, seed: int, sets: tuple[str, ...], diagnose_every: int) -> None:
-    """Pretrain it (span corruption, then prefix-LM adaptation); cached and reused."""
+    """Pretrain it from its recipe (random copy, span corruption, prefix-LM adaptation, then
+    the multi-task stage); cached and reused. The default recipe's result ships with spot,
+    so this returns at once unless --force or --set asks for another build."""
     from spot.train.pretrain import build_backbone
 
     path = build_backbone(_recipe(seed, sets), force=force, diagnose_every=diagnose_every,
@@ -75,7 +79,8 @@ def build(force: bool, seed: int, sets: tuple[str, ...], diagnose_every: int) ->
               help="Also measure how much the decoder reads its encoder: held-out perplexity "
                    "with each example's own input and with another example's input.")
 def info(seed: int, sets: tuple[str, ...], diagnose: bool) -> None:
-    """Where the cached backbone is and how it was made (held-out perplexity included)."""
+    """Where the backbone is (the user cache, else the copy shipped with spot) and how it was
+    made (held-out perplexity and, after a multi-task stage, its scores included)."""
     from spot.data.offline.backbone import backbone_path
 
     path = backbone_path(_recipe(seed, sets))

@@ -5,6 +5,7 @@ diagnosis (`spot backbone info --diagnose`)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import numpy as np
 
 from spot.data.offline import backbone
 from spot.data.offline.backbone import (
+    EMBEDDED_RECIPE,
     EXTRA_IDS,
     BackboneRecipe,
     backbone_key,
@@ -24,7 +26,9 @@ from spot.data.offline.backbone import (
     data_digest,
     make_batch,
     model_config,
+    random_copy_batch,
     reference_objectives,
+    shipped_backbone,
     token_stream,
 )
 from spot.data.offline.vocab import cache_root
@@ -179,8 +183,10 @@ class _History:
 
 
 def _objective(recipe: BackboneRecipe, step: int) -> str:
-    """The pretraining objective of `step`: copy, reconstruct, span, then prefix LM."""
-    phase = step - recipe.copy_steps
+    """The pretraining objective of `step`: random copy, copy, reconstruct, span, prefix LM."""
+    if step < recipe.random_copy_steps:
+        return "random_copy"
+    phase = step - recipe.random_copy_steps - recipe.copy_steps
     return ("copy" if phase < 0 else
             "reconstruct" if phase < recipe.reconstruct_steps else
             "span" if phase < recipe.reconstruct_steps + recipe.span_steps else
@@ -189,7 +195,9 @@ def _objective(recipe: BackboneRecipe, step: int) -> str:
 
 def _pretrain(build: _Build, history: _History, *, log: Callable[[str], None],
               progress: bool):
-    """The step loop; returns the trained parameters, the eval step and the size."""
+    """The corpus phases' step loop; returns the trained parameters, the eval step and the
+    size. The random-copy phase has its own optimizer (parameter-scaled Adafactor at
+    `random_copy_learning_rate`, its own schedule); the corpus phases share the recipe's."""
     import jax
 
     from spot.model.t5 import Transformer, init_params
@@ -197,15 +205,16 @@ def _pretrain(build: _Build, history: _History, *, log: Callable[[str], None],
     recipe, cfg = build.recipe, build.cfg
     module = Transformer(cfg.replace(dropout_rate=recipe.dropout_rate))
     params = jax.tree_util.tree_map(jax.numpy.asarray, init_params(cfg, recipe.seed))
-    total = (recipe.copy_steps + recipe.reconstruct_steps + recipe.span_steps
-             + recipe.prefix_lm_steps)
-    optimizer = _optimizer(recipe, total)
-    opt_state = optimizer.init(params)
-    train_step, eval_step = _step_fns(module, optimizer)
+    total = recipe.pretraining_steps
+    first = recipe.random_copy_steps
+    copy_recipe = dataclasses.replace(recipe, optimizer="adafactor",
+                                      learning_rate=recipe.random_copy_learning_rate)
+    phases = [(copy_recipe, first), (recipe, total - first)]
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
-    log(f"pretraining a {n_params / 1e6:.1f}M-parameter T5 1.1: {recipe.reconstruct_steps} "
-        f"reconstruction steps, {recipe.span_steps} span-corruption steps, then "
-        f"{recipe.prefix_lm_steps} prefix-LM steps, batch {recipe.batch_size}")
+    log(f"pretraining a {n_params / 1e6:.1f}M-parameter T5 1.1: "
+        + (f"{first} random-copy steps, " if first else "")
+        + f"{recipe.reconstruct_steps} reconstruction steps, {recipe.span_steps} span-corruption "
+        f"steps, then {recipe.prefix_lm_steps} prefix-LM steps, batch {recipe.batch_size}")
     rng = np.random.default_rng(recipe.seed)
     key = jax.random.PRNGKey(recipe.seed)
     bar = None
@@ -213,89 +222,209 @@ def _pretrain(build: _Build, history: _History, *, log: Callable[[str], None],
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, unit="step", desc="pretrain", dynamic_ncols=True)
-    loss_acc = []
-    mean = float("nan")  # the last logged loss (shown on the progress bar)
-    for step in range(total):
-        objective = _objective(recipe, step)
-        batch = make_batch(build.train_stream, objective, recipe, cfg.vocab_size, rng)
-        params, opt_state, loss = train_step(params, opt_state, batch,
-                                             jax.random.fold_in(key, step))
-        loss_acc.append(loss)
-        if (step + 1) % 50 == 0 or step + 1 == total:
-            mean = float(np.mean(jax.device_get(loss_acc)))
-            if not math.isfinite(mean):
-                raise CheckpointError(f"backbone pretraining diverged at step {step + 1}")
-            history.record({"step": step + 1, "objective": objective, "loss": mean,
-                            "seconds": round(time.time() - build.started, 1)})
-            loss_acc = []
-        if history.diagnosis_due(step + 1, total):
-            history.diagnose(eval_step, params, step + 1)
+    eval_step = _step_fns(module, None)[1]
+    step = 0
+    for phase_recipe, steps in phases:
+        if not steps:
+            continue
+        optimizer = _optimizer(phase_recipe, steps)
+        opt_state = optimizer.init(params)
+        train_step, eval_step = _step_fns(module, optimizer)
+        loss_acc = []
+        mean = float("nan")  # the last logged loss (shown on the progress bar)
+        for _ in range(steps):
+            objective = _objective(recipe, step)
+            batch = (random_copy_batch(rng, recipe.batch_size, recipe.random_copy_length,
+                                       recipe.random_copy_alphabet)
+                     if objective == "random_copy" else
+                     make_batch(build.train_stream, objective, recipe, cfg.vocab_size, rng))
+            params, opt_state, loss = train_step(params, opt_state, batch,
+                                                 jax.random.fold_in(key, step))
+            loss_acc.append(loss)
+            step += 1
+            if step % 50 == 0 or step == total or objective != _objective(recipe, step):
+                mean = float(np.mean(jax.device_get(loss_acc)))
+                if not math.isfinite(mean):
+                    raise CheckpointError(f"backbone pretraining diverged at step {step}")
+                history.record({"step": step, "objective": objective, "loss": mean,
+                                "seconds": round(time.time() - build.started, 1)})
+                loss_acc = []
+            if history.diagnosis_due(step, total):
+                history.diagnose(eval_step, params, step)
             if bar is not None:
                 bar.set_postfix(objective=objective, loss=f"{mean:.3f}", refresh=False)
-        if bar is not None:
-            bar.update(1)
+                bar.update(1)
     if bar is not None:
         bar.close()
     return params, eval_step, n_params
 
 
-def _save(build: _Build, params, eval_step, n_params: int, history: list[dict],
-          log: Callable[[str], None]) -> Path:
-    """Held-out perplexities, then the model, vocabulary and report into the cache folder
-    (written beside it and renamed, so a cached backbone is always complete)."""
+def _multitask_stage(build: _Build, params, history: _History, *,
+                     log: Callable[[str], None], progress: bool) -> dict:
+    """Model tuning of every weight on `recipe.multitask_mixture` (`spot.train.run.train`,
+    mode "model"), in a run folder beside the cache entry that a killed build resumes.
+    Returns the tuned parameters; each evaluation (the tuned model's score on every member
+    task, the ceiling a prompt on the frozen result can reach) goes into the history."""
     import jax
 
-    from spot.model.checkpoints import save_native
+    from spot.config import RunConfig, apply_overrides
+    from spot.data.pipeline import fitted_input_length
+    from spot.data.vocab import load_vocabulary
+    from spot.model.api import T5, load_t5
+    from spot.train.run import train
+
+    recipe = build.recipe
+    run_dir = build.out.with_name(build.out.name + ".multitask")
+    vocab = load_vocabulary(build.sp_path, extra_ids=EXTRA_IDS)
+    t5 = T5(build.cfg, jax.tree_util.tree_map(np.asarray, jax.device_get(params)), "float32")
+    steps = recipe.multitask_steps
+    log(f"multi-task stage: {steps} model-tuning steps on {recipe.multitask_mixture} "
+        f"(Adafactor lr {recipe.multitask_learning_rate:g}, batch {recipe.batch_size}) in "
+        f"{run_dir}")
+    config = apply_overrides(RunConfig(), {
+        "model.name": "embedded", "model.dtype": "float32", "model.param_dtype": "float32",
+        "data.mixture": recipe.multitask_mixture, "data.task": "",
+        "data.batch_size": recipe.batch_size,
+        "data.input_length": fitted_input_length(recipe.multitask_mixture, vocab, 64),
+        "data.target_length": 8, "data.max_eval_examples": 200, "data.eval_batch_size": 100,
+        "optimizer.learning_rate": recipe.multitask_learning_rate, "optimizer.factored": True,
+        "train.mode": "model", "train.steps": steps,
+        "train.eval_every": min(recipe.multitask_eval_every, steps),
+        "train.checkpoint_every": min(500, steps), "train.log_every": 50,
+        "train.seed": recipe.seed, "train.out_dir": str(run_dir), "train.progress": progress})
+    train(config, t5=t5, vocab=vocab, log=log)
+    offset = recipe.pretraining_steps
+    for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("kind") == "train":
+            history.record({"step": offset + row["step"], "objective": "multitask",
+                            "loss": row["cross_entropy"]})
+        elif row.get("kind") == "eval":
+            history.record({"step": offset + row["step"], "objective": "multitask_eval",
+                            **{k: v for k, v in row.items() if k.endswith("score")}})
+    return load_t5(run_dir / "model", "float32").params
+
+
+def _saved_weights(recipe: BackboneRecipe, params) -> dict:
+    """The parameters as `recipe.save_dtype` stores them (numpy)."""
+    import jax
+
+    host = jax.tree_util.tree_map(np.asarray, jax.device_get(params))
+    if recipe.save_dtype == "bfloat16":
+        import ml_dtypes
+
+        return jax.tree_util.tree_map(lambda x: x.astype(ml_dtypes.bfloat16), host)
+    return host
+
+
+def _save(build: _Build, params, eval_step, n_params: int, history: list[dict],
+          log: Callable[[str], None]) -> Path:
+    """Held-out perplexities and encoder reliance (of the weights as saved), then the model,
+    vocabulary and report into the cache folder (written beside it and renamed, so a cached
+    backbone is always complete)."""
+    import jax
+
+    from spot.model.checkpoints import PARAMS_FILE, save_native
 
     recipe, cfg, out = build.recipe, build.cfg, build.out
-    ppl = {obj: heldout_perplexity(eval_step, params, build.heldout_stream, recipe,
+    weights = _saved_weights(recipe, params)
+    measured = jax.tree_util.tree_map(lambda x: jax.numpy.asarray(x, np.float32), weights)
+    ppl = {obj: heldout_perplexity(eval_step, measured, build.heldout_stream, recipe,
                                    cfg.vocab_size, obj)
            for obj in ("span", "prefix_lm")}
+    reliance = encoder_reliance(eval_step, measured, build.heldout_stream, recipe,
+                                cfg.vocab_size)  # what `diagnose` (backbone info) measures
     unigram = _unigram_perplexity(build.train_stream, build.heldout_stream, cfg.vocab_size)
     seconds = time.time() - build.started
     log(f"held-out perplexity: span corruption {ppl['span']:.1f}, prefix LM "
-        f"{ppl['prefix_lm']:.1f} (unigram baseline {unigram:.1f}); {seconds / 60:.1f} min")
+        f"{ppl['prefix_lm']:.1f} (unigram baseline {unigram:.1f}); nats from the encoder: "
+        f"span {reliance['span']['nats_from_encoder']:.3f}, prefix LM "
+        f"{reliance['prefix_lm']['nats_from_encoder']:.3f}; {seconds / 60:.1f} min")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_native(tmp, cfg, jax.tree_util.tree_map(np.asarray, jax.device_get(params)),
-                metadata={"recipe": dataclasses.asdict(recipe)})
+    save_native(tmp, cfg, weights, metadata={"recipe": dataclasses.asdict(recipe)})
     shutil.copyfile(build.sp_path, tmp / "vocab.model")
     report = {"recipe": dataclasses.asdict(recipe), "recipe_key": recipe.key(),
               "backbone_key": out.name.removeprefix("backbone-"), "data_digest": build.digest,
+              "params_sha256": hashlib.sha256((tmp / PARAMS_FILE).read_bytes()).hexdigest(),
               "parameters": n_params, "train_tokens": int(len(build.train_stream)),
               "heldout_tokens": int(len(build.heldout_stream)),
-              "heldout_perplexity": ppl, "unigram_perplexity": unigram,
-              "seconds": round(seconds, 1), "history": history}
+              "heldout_perplexity": ppl, "heldout_encoder_reliance": reliance,
+              "unigram_perplexity": unigram, "seconds": round(seconds, 1), "history": history}
+    stage = [r for r in history if r.get("objective") == "multitask_eval"]
+    if stage:
+        report["multitask_scores"] = stage[-1]
     atomic_write_text(tmp / "pretraining.json", json.dumps(report, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out
 
 
+def _pretrained(build: _Build, history: _History, *, log: Callable[[str], None],
+                progress: bool):
+    """The corpus phases' result. With a multi-task stage to follow, it is also kept in a
+    folder beside the cache entry, so a build killed in the stage does not pretrain again."""
+    import jax
+
+    from spot.model.api import load_t5
+    from spot.model.checkpoints import save_native
+
+    keep = build.out.with_name(build.out.name + ".pretrained")
+    report = keep / "history.json"
+    if build.recipe.multitask_steps and report.is_file():
+        made = json.loads(report.read_text(encoding="utf-8"))
+        if made.get("recipe_key") == build.recipe.key():
+            log(f"corpus phases already done: {keep}")
+            for entry in made["history"]:
+                history.record(entry)
+            module = load_t5(keep, "float32")
+            return module.params, _step_fns(module.module, None)[1], made["parameters"]
+    params, eval_step, n_params = _pretrain(build, history, log=log, progress=progress)
+    if build.recipe.multitask_steps:
+        save_native(keep, build.cfg, jax.tree_util.tree_map(np.asarray, jax.device_get(params)))
+        atomic_write_text(report, json.dumps({"recipe_key": build.recipe.key(),
+                                              "parameters": n_params,
+                                              "history": history.records}))
+    return params, eval_step, n_params
+
+
 def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
                    log: Callable[[str], None] = print, progress: bool = True,
                    diagnose_every: int = 0, diagnose_batches: int = 4,
                    on_record: Callable[[dict], None] | None = None) -> Path:
-    """Pretrain (or reuse) the embedded backbone; returns its cached folder.
+    """Pretrain (or reuse) a backbone (default `EMBEDDED_RECIPE`); returns its folder: the
+    user cache's build of the recipe, else the copy shipped with the package, else a new
+    build into the cache (`force` always builds).
 
     `diagnose_every=N` also measures `encoder_reliance` on `diagnose_batches` held-out
     batches every N steps (and at the end) into the build's history, as records with
     objective "diagnosis"; it changes neither the weights nor the cache key. `on_record` sees
     every history record as it is made (the curve probes write them out as they go).
     """
-    recipe = recipe or BackboneRecipe()
+    recipe = recipe or EMBEDDED_RECIPE
     started = time.time()
     # Looked up on the module at call time, as `backbone_path` does, so both agree on the
     # recipe's vocabulary file (a test points it at another file).
     sp_path = backbone.vocabulary_path(recipe)
     out = cache_root() / f"backbone-{backbone_key(recipe, sp_path)}"
-    if (out / "config.json").is_file() and not force:
-        log(f"embedded backbone already built: {out}")
-        return out
+    if not force:
+        if (out / "config.json").is_file():
+            log(f"embedded backbone already built: {out}")
+            return out
+        shipped = shipped_backbone(recipe)
+        if shipped is not None:
+            log(f"embedded backbone: the copy shipped with spot ({shipped}); "
+                f"`spot backbone build --force` rebuilds it from its recipe")
+            return shipped
     build = _prepare(recipe, sp_path, out, started, log)
     history = _History(build, on_record, diagnose_every, diagnose_batches)
-    params, eval_step, n_params = _pretrain(build, history, log=log, progress=progress)
-    return _save(build, params, eval_step, n_params, history.records, log)
+    params, eval_step, n_params = _pretrained(build, history, log=log, progress=progress)
+    if recipe.multitask_steps:
+        params = _multitask_stage(build, params, history, log=log, progress=progress)
+    path = _save(build, params, eval_step, n_params, history.records, log)
+    for side in (".pretrained", ".multitask"):
+        shutil.rmtree(out.with_name(out.name + side), ignore_errors=True)
+    return path
 
 
 def diagnose(path: str | os.PathLike | None = None, *, batches: int = 8) -> dict:

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from spot.data.pipeline import fitted_input_length  # noqa: F401  (the demo's runs fit it)
 from spot.fileio import atomic_write_text
 from spot.workflows.study import write_results
 
@@ -66,21 +67,6 @@ class DemoConfig:
                                                or value < (0 if field.name == "seed" else 1)):
                 least = "0 or more" if field.name == "seed" else "positive"
                 raise ConfigError(f"demo {field.name} must be {least}, got {value!r}")
-
-
-def fitted_input_length(name: str, vocab: Any, cap: int, multiple: int = 8) -> int:
-    """The shortest input length (a multiple of 8, at most `cap`) that holds every train and
-    validation input of a task or mixture with its EOS. Word tasks need about 16 tokens,
-    sentence tasks about 48: padding them all to `cap` would spend most compute on padding."""
-    from spot.data import pipeline, registry
-
-    longest = 1
-    for member in registry.get(name).members:
-        for split in ("train", "validation"):
-            store = pipeline.token_store(member, split, vocab)
-            if len(store):
-                longest = max(longest, int(np.diff(store.in_off).max()) + 1)
-    return int(min(cap, -(-longest // multiple) * multiple))
 
 
 def _base_config(demo: DemoConfig, out: Path):

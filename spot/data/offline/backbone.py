@@ -1,6 +1,10 @@
 """The embedded backbone: a tiny T5 1.1 the project pretrains itself on offline English prose.
 
-Recipe (mirrors how the LM-adapted T5 1.1 checkpoints were made, at toy scale):
+Recipe (mirrors how the LM-adapted T5 1.1 checkpoints were made, at toy scale, then adds
+the supervised multi-task stage T5 1.0 had):
+  (optional, `random_copy_steps`) copy a short sequence of random pieces in order, with its
+     own Adafactor: the cheapest task that forces the decoder to read its encoder, and the one
+     that made a frozen miniature steerable by a prompt (docs/offline_suite.md, section 5);
   (optional, `copy_steps`, off by default) copy a window of corpus tokens given in a random
      order, which only a decoder that reads its encoder can do;
   0. a short warm-up on full reconstruction (the span-corrupted input, the whole original
@@ -9,7 +13,12 @@ Recipe (mirrors how the LM-adapted T5 1.1 checkpoints were made, at toy scale):
   1. span corruption (noise density 0.15, mean span length 3, sentinels from the top of the
      vocabulary) for `span_steps` steps;
   2. prefix-LM adaptation (split a text window at a random point; predict the continuation)
-     for `prefix_lm_steps` more steps.
+     for `prefix_lm_steps` more steps;
+  3. (optional, `multitask_steps`) model tuning of every weight on a mixture of tasks
+     (`multitask_mixture`: the offline suite's *source* tasks; its targets are not in it),
+     so that the frozen model holds what a prompt then only has to elicit.
+`EMBEDDED_RECIPE` (the demo's backbone, shipped inside the package in bfloat16) turns both
+optional phases on; `BackboneRecipe()` leaves them off (the tests' tiny recipes build on it).
 The vocabulary is the project's own SentencePiece model trained on the same corpus
 (`spot.data.offline.vocab`), plus 100 sentinel ids. Everything is seeded, so the build is
 reproducible; the result is cached under the user cache folder and reused, in a folder
@@ -29,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from spot.data.offline.vocab import cache_root
-from spot.errors import CheckpointError
+from spot.errors import CheckpointError, ConfigError
 from spot.model.t5 import T5Config
 from spot.model.t5_config import EOS_ID
 
@@ -53,6 +62,12 @@ class BackboneRecipe:
     # Optional first phase: copy a window of corpus tokens in a random order (the order is
     # the only thing the decoder cannot guess, so it must read the encoder).
     copy_steps: int = 0
+    # Optional first phase (before `copy_steps`): in-order copy of `random_copy_length`
+    # random pieces (ids 3 .. 3 + alphabet), parameter-scaled Adafactor at its own rate.
+    random_copy_steps: int = 0
+    random_copy_length: int = 8
+    random_copy_alphabet: int = 500
+    random_copy_learning_rate: float = 0.03
     reconstruct_steps: int = 320
     span_steps: int = 600
     prefix_lm_steps: int = 440
@@ -66,13 +81,63 @@ class BackboneRecipe:
     noise_density: float = 0.15
     mean_span: float = 3.0
     dropout_rate: float = 0.0
+    # Optional last stage: model tuning (`spot.train.run.train`, mode "model": Adafactor,
+    # batch `batch_size`) on a registered mixture for `multitask_steps` steps.
+    multitask_steps: int = 0
+    multitask_mixture: str = "offline_sources"
+    multitask_learning_rate: float = 1e-3
+    multitask_eval_every: int = 500
+    # The dtype of the saved weights ("float32" or "bfloat16"); held-out figures are measured
+    # on the weights as saved.
+    save_dtype: str = "float32"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.save_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"save_dtype must be float32 or bfloat16, got {self.save_dtype!r}")
+
+    @property
+    def pretraining_steps(self) -> int:
+        """The steps of the corpus phases (random copy to prefix LM), not the task stage."""
+        return (self.random_copy_steps + self.copy_steps + self.reconstruct_steps
+                + self.span_steps + self.prefix_lm_steps)
 
     def key(self) -> str:
         """The recipe alone; the cache folder also hashes the data (`backbone_key`)."""
         blob = json.dumps({**dataclasses.asdict(self), "version": RECIPE_VERSION},
                           sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# The demo's backbone (`spot demo`, `--model embedded`): shipped inside the package in
+# `SHIPPED_DIR` and rebuilt from this recipe by `spot backbone build --force` (about 33 minutes
+# on 2 CPU cores; docs/offline_suite.md says what it was trained on and what it shows).
+EMBEDDED_RECIPE = BackboneRecipe(random_copy_steps=300, multitask_steps=3000,
+                                 save_dtype="bfloat16")
+SHIPPED_DIR = Path(__file__).with_name("embedded_backbone")
+_VERIFIED: dict[tuple, bool] = {}
+
+
+def shipped_backbone(recipe: BackboneRecipe) -> Path | None:
+    """The backbone folder shipped with the package when it was built from `recipe` (its
+    weights checked against the sha256 its pretraining.json records), else None."""
+    report = SHIPPED_DIR / "pretraining.json"
+    if not report.is_file():
+        return None
+    made = json.loads(report.read_text(encoding="utf-8"))
+    if made.get("recipe_key") != recipe.key():
+        return None
+    weights = SHIPPED_DIR / "params.safetensors"
+    st = weights.stat() if weights.is_file() else None
+    ident = (str(weights), st and st.st_size, st and st.st_mtime_ns)
+    if ident not in _VERIFIED:
+        _VERIFIED[ident] = st is not None and hashlib.sha256(
+            weights.read_bytes()).hexdigest() == made.get("params_sha256")
+    if not _VERIFIED[ident]:
+        raise CheckpointError(f"{weights}: missing or not the file its pretraining.json records "
+                              f"(sha256 {made.get('params_sha256')}); reinstall spot or run "
+                              f"`spot backbone build --force`")
+    return SHIPPED_DIR
 
 
 def vocabulary_path(recipe: BackboneRecipe, *, build: bool = True) -> Path:
@@ -135,15 +200,24 @@ def backbone_key(recipe: BackboneRecipe, vocabulary: Path | None = None) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def cached_backbone_path(recipe: BackboneRecipe) -> Path:
+    """Where a build of `recipe` is cached (whether or not it is built)."""
+    return cache_root() / f"backbone-{backbone_key(recipe)}"
+
+
 def backbone_path(recipe: BackboneRecipe | None = None) -> Path:
-    """The cached backbone folder (native format + vocabulary); raises if not built yet."""
-    recipe = recipe or BackboneRecipe()
-    path = cache_root() / f"backbone-{backbone_key(recipe)}"
-    if not (path / "config.json").is_file():
-        raise CheckpointError(
-            f"the embedded backbone is not built yet (expected at {path}); run "
-            f"`spot backbone build` (about 10-15 minutes on 2 CPU cores)")
-    return path
+    """The backbone folder of `recipe` (default `EMBEDDED_RECIPE`; native format + vocabulary):
+    a build in the user cache, else the copy shipped with the package; raises if neither."""
+    recipe = recipe or EMBEDDED_RECIPE
+    path = cached_backbone_path(recipe)
+    if (path / "config.json").is_file():
+        return path
+    shipped = shipped_backbone(recipe)
+    if shipped is not None:
+        return shipped
+    raise CheckpointError(
+        f"the embedded backbone is not built yet (expected at {path}); run "
+        f"`spot backbone build`")
 
 
 def model_config(recipe: BackboneRecipe, sp_size: int) -> T5Config:
@@ -250,6 +324,19 @@ def make_batch(stream: np.ndarray, objective: str, recipe: BackboneRecipe, vocab
     tgt_len = {"span": recipe.span_target_length, "prefix_lm": recipe.prefix_target_length,
                "reconstruct": recipe.window + 1, "copy": recipe.input_length}[objective]
     return _batch(inputs, targets, recipe.input_length, tgt_len)
+
+
+def random_copy_batch(rng: np.random.Generator, batch_size: int, length: int = 8,
+                      alphabet: int = 500) -> dict[str, np.ndarray]:
+    """In-order copy of `length` random pieces (ids 3 .. 3 + alphabet), EOS-terminated: only
+    the encoder knows the next token, so the loss falls only as the decoder reads it."""
+    from spot.model.decode import shift_right
+
+    seq = rng.integers(3, 3 + alphabet, size=(batch_size, length)).astype(np.int32)
+    enc = np.concatenate([seq, np.full((batch_size, 1), EOS_ID, np.int32)], 1)
+    return {"encoder_input_tokens": enc, "decoder_target_tokens": enc.copy(),
+            "decoder_input_tokens": shift_right(enc),
+            "decoder_loss_weights": np.ones_like(enc, np.float32)}
 
 
 def token_stream(texts: list[str], vocab) -> np.ndarray:
