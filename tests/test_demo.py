@@ -38,7 +38,8 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
     # The same miniature recipe as the notebook's fast mode (one build serves both tests).
     demo = DemoConfig(out=str(tmp_path / "demo"), backbone=BackboneRecipe(
         reconstruct_steps=4, span_steps=12, prefix_lm_steps=4, batch_size=8), source_steps=6,
-        target_steps=6, embedding_step=2, eval_every=3, prompt_length=4, batch_size=8, max_eval_examples=24)
+        target_steps=6, embedding_step=2, eval_every=3, prompt_length=4, batch_size=8, max_eval_examples=24,
+        seeds=2)
     report = run_demo(demo, log=lambda s: None)
     out = tmp_path / "demo"
     for name in ("results.csv", "summary.json", "tables.md", "transfer_table.md",
@@ -49,9 +50,10 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
 
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    # Per target: baseline, mixture, and one row per source.
-    assert len(rows) == len(TARGET_TASKS) * (2 + len(SOURCE_TASKS))
+    # Per target and seed: baseline, mixture, and one row per source.
+    assert len(rows) == len(TARGET_TASKS) * (2 + len(SOURCE_TASKS)) * 2
     assert {r["source"] for r in rows} == {"none", "mixture", *SOURCE_TASKS}
+    assert {r["seed"] for r in rows} == {"0", "1"}
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["retrieval_quality"]) == {
         "avg_cosine", "per_token_cosine", "avg_euclidean", "per_token_euclidean",
@@ -60,8 +62,20 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
         assert len(t["retrieved"]) == demo.k
         assert t["oracle"] >= t["best_of_top_k"]
         assert t["oracle_source"] in t["oracle_ties"] and t["num_sources"] == len(SOURCE_TASKS)
+    # Two seeds: every mean is the mean of that run's two seeds, with its sample std.
+    by = {(r["source"], r["target"], r["seed"]): float(r["score"]) for r in rows}
+    for t in summary["targets"]:
+        pair = [by[("none", t["target"], seed)] for seed in ("0", "1")]
+        assert t["baseline"] == pytest.approx(np.mean(pair))
+        assert t["baseline_std"] == pytest.approx(np.std(pair, ddof=1))
+        mix = [by[("mixture", t["target"], seed)] for seed in ("0", "1")]
+        assert t["generic_spot"] == pytest.approx(np.mean(mix)) and t["seeds"] == [0, 1]
+        assert t["best_of_top_k"] == pytest.approx(np.mean(
+            [by[(t["best_of_top_k_source"], t["target"], seed)] for seed in ("0", "1")]))
+    assert set(summary["summary"]["baseline_n"].values()) == {2}
     tables = render_tables(report)
     assert "transfer helps?" in tables and all(t in tables for t in TARGET_TASKS)
+    assert "over 2 seeds" in tables and " ± " in tables
     # A rerun resumes every finished run instead of training again: no run's metrics change.
     logs = {p: p.read_bytes() for p in (out / "runs").glob("*/metrics.jsonl")}
     report2 = run_demo(demo, log=lambda s: None)

@@ -12,8 +12,8 @@ _SET_HELP = ("Change one recipe field, e.g. --set reconstruct_steps=800 (repeata
              "changed recipe is built and cached under its own key.")
 
 # Recipe fields where 0 means "none" (no warm-up phase, no dropout, decoder depth = encoder's).
-_MAY_BE_ZERO = ("random_copy_steps", "multitask_steps", "copy_steps", "reconstruct_steps", "span_steps", "prefix_lm_steps",
-                "warmup_steps", "dropout_rate", "num_decoder_layers")
+_MAY_BE_ZERO = ("random_copy_steps", "multitask_steps", "copy_steps", "reconstruct_steps",
+                "span_steps", "prefix_lm_steps", "warmup_steps", "dropout_rate", "num_decoder_layers")
 
 
 def _recipe(seed: int, sets: tuple[str, ...]):

@@ -11,18 +11,21 @@ import click
 @click.option("--source-steps", type=int, default=None, help="Steps per source prompt.")
 @click.option("--target-steps", type=int, default=None, help="Steps per target run.")
 @click.option("--k", type=int, default=None, help="Top-k sources for targeted SPoT.")
-@click.option("--seed", type=int, default=None)
-def demo(out, source_steps, target_steps, k, seed):
-    """Run the whole method offline: pretrain (once) the tiny backbone, train source prompts
-    and a mixture prompt, train each target from scratch, from the mixture and from every
-    source, retrieve sources by task embedding, and write the tables and figures."""
+@click.option("--seed", type=int, default=None, help="The first seed.")
+@click.option("--seeds", type=int, default=None,
+              help="Seeds per run (default 1); the tables print mean ± std over them.")
+def demo(out, source_steps, target_steps, k, seed, seeds):
+    """Run the whole method offline on the tiny backbone shipped with spot (built from its
+    recipe when missing): train source prompts and a mixture prompt, train each target from
+    scratch, from the mixture and from every source, retrieve sources by task embedding, and
+    write the tables and figures."""
     import dataclasses
 
     from spot.workflows.demo import DemoConfig, run_demo
 
     changes = {"out": out}
     for name, value in (("source_steps", source_steps), ("target_steps", target_steps),
-                        ("k", k), ("seed", seed)):
+                        ("k", k), ("seed", seed), ("seeds", seeds)):
         if value is not None:
             changes[name] = value
     from spot.workflows.demo import render_tables

@@ -224,6 +224,7 @@ def _pretrain(build: _Build, history: _History, *, log: Callable[[str], None],
         bar = tqdm(total=total, unit="step", desc="pretrain", dynamic_ncols=True)
     eval_step = _step_fns(module, None)[1]
     step = 0
+    mean = float("nan")  # the last logged loss (shown on the progress bar)
     for phase_recipe, steps in phases:
         if not steps:
             continue
@@ -231,7 +232,6 @@ def _pretrain(build: _Build, history: _History, *, log: Callable[[str], None],
         opt_state = optimizer.init(params)
         train_step, eval_step = _step_fns(module, optimizer)
         loss_acc = []
-        mean = float("nan")  # the last logged loss (shown on the progress bar)
         for _ in range(steps):
             objective = _objective(recipe, step)
             batch = (random_copy_batch(rng, recipe.batch_size, recipe.random_copy_length,
@@ -405,17 +405,20 @@ def build_backbone(recipe: BackboneRecipe | None = None, *, force: bool = False,
     started = time.time()
     # Looked up on the module at call time, as `backbone_path` does, so both agree on the
     # recipe's vocabulary file (a test points it at another file).
-    sp_path = backbone.vocabulary_path(recipe)
-    out = cache_root() / f"backbone-{backbone_key(recipe, sp_path)}"
     if not force:
-        if (out / "config.json").is_file():
-            log(f"embedded backbone already built: {out}")
-            return out
+        # Without the recipe's vocabulary in the cache nothing can be cached under it, and
+        # the shipped copy carries its own: the vocabulary is trained only for a build.
+        cached = backbone.cached_backbone_path(recipe)
+        if (cached / "config.json").is_file():
+            log(f"embedded backbone already built: {cached}")
+            return cached
         shipped = shipped_backbone(recipe)
         if shipped is not None:
             log(f"embedded backbone: the copy shipped with spot ({shipped}); "
                 f"`spot backbone build --force` rebuilds it from its recipe")
             return shipped
+    sp_path = backbone.vocabulary_path(recipe)
+    out = cache_root() / f"backbone-{backbone_key(recipe, sp_path)}"
     build = _prepare(recipe, sp_path, out, started, log)
     history = _History(build, on_record, diagnose_every, diagnose_batches)
     params, eval_step, n_params = _pretrained(build, history, log=log, progress=progress)

@@ -1,7 +1,8 @@
 """The embedded default end to end: SPoT on the offline suite with the project's own backbone.
 
 `spot demo --out DIR` (the README's first command) runs, on a fresh machine with no network:
-  1. the backbone (pretrained once, then cached);
+  1. the backbone: the copy of `EMBEDDED_RECIPE`'s build shipped inside the package (a build
+     of it in the user cache comes first; with neither, it is built, about 35 minutes);
   2. the study grid of `spot study run` (`spot.workflows.study.run_study`): source prompts on
      every source task of the offline suite (task embedding = the prompt at an early fixed
      step, source prompt = best validation checkpoint) stored in OUT/library, each target from
@@ -13,6 +14,8 @@
   5. the study summary (`spot.analysis.transfer`), retrieval quality of every similarity
      metric against the measured transfers, the results CSV, the tables and three figures.
 
+With `seeds` > 1 every run is repeated per seed and the tables give mean ± std; retrieval
+ranks by the first seed's task embeddings.
 Run folders are named as the study names its cells (`runs/source-TASK-sSEED`,
 `runs/target-TASK-from-SOURCE-sSEED`, `none` for the baseline); a rerun skips finished cells
 and resumes the rest.
@@ -34,9 +37,9 @@ from spot.workflows.study import write_results
 
 
 def _default_recipe():
-    from spot.data.offline.backbone import BackboneRecipe
+    from spot.data.offline.backbone import EMBEDDED_RECIPE
 
-    return BackboneRecipe()
+    return EMBEDDED_RECIPE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,9 @@ class DemoConfig:
     k: int = 3
     metric: str = "per_token_cosine"
     seed: int = 0
+    # Every run of the grid, the mixture's targets and the weighted top-k for seeds
+    # seed .. seed + seeds - 1; tables give the mean (and the std over seeds when > 1).
+    seeds: int = 1
 
     def __post_init__(self) -> None:
         # Checked before the backbone build (minutes) starts, so a bad flag fails at once.
@@ -133,15 +139,19 @@ class _Session:
                                         "train.eval_every": min(self.demo.eval_every, steps),
                                         "train.checkpoint_every": steps})
 
-    def train(self, name: str, overrides: dict[str, Any]) -> Any:
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.demo.seed, self.demo.seed + self.demo.seeds))
+
+    def train(self, name: str, overrides: dict[str, Any], seed: int) -> Any:
         """One of the demo's own runs (outside the study grid), resumed when it exists."""
         from spot.config import apply_overrides
         from spot.train.run import train
 
-        name = f"{name}-s{self.demo.seed}"
+        name = f"{name}-s{seed}"
         t0 = time.time()
         config = self.fit(apply_overrides(self.base, {
-            **overrides, "train.out_dir": str(self.out / "runs" / name)}))
+            **overrides, "train.seed": seed, "train.out_dir": str(self.out / "runs" / name)}))
         result = train(config, t5=self.t5, vocab=self.vocab, log=lambda s: None,
                        step_cache=self.step_cache)
         self.timings[name] = time.time() - t0
@@ -152,11 +162,13 @@ class _Session:
 
 @dataclasses.dataclass
 class _Grid:
-    """The study grid of one seed: scores, prompts and task embeddings."""
+    """The study grid: scores (per seed and their mean), and the first seed's prompts and
+    task embeddings (what retrieval ranks by)."""
 
-    baseline: dict[str, float]  # target -> score from class labels
-    transfer: dict[str, dict[str, float]]  # target -> source -> score
-    source_prompts: dict[str, Path]  # source -> best prompt
+    runs: dict[tuple[str, str], dict[int, float]]  # (source or "none", target) -> seed -> score
+    baseline: dict[str, float]  # target -> mean score from class labels
+    transfer: dict[str, dict[str, float]]  # target -> source -> mean score
+    source_prompts: dict[str, dict[int, Path]]  # source -> seed -> best prompt
     embeddings: dict[str, np.ndarray]  # sources then targets -> task embedding
 
 
@@ -167,40 +179,58 @@ def _run_grid(s: _Session) -> _Grid:
     from spot.workflows.study import Cell, StudyConfig, read_rows, run_prompts, run_study
 
     demo = s.demo
-    study = StudyConfig(sources=SOURCE_TASKS, targets=TARGET_TASKS, out=str(s.out), seeds=1,
+    study = StudyConfig(sources=SOURCE_TASKS, targets=TARGET_TASKS, out=str(s.out), seeds=demo.seeds,
                         first_seed=demo.seed, source_steps=demo.source_steps,
                         target_steps=demo.target_steps)
     report = run_study(s.base, study, t5=s.t5, vocab=s.vocab, adjust=s.fit, step_cache=s.step_cache,
                        log=lambda m: s.log(f"  {m}"))
     s.timings.update(report["seconds"])
-    scores = {(r["source"], r["target"]): float(r["score"]) for r in read_rows(s.out)
-              if int(r["seed"]) == demo.seed}
+    runs: dict[tuple[str, str], dict[int, float]] = {}
+    for r in read_rows(s.out):
+        if int(r["seed"]) in s.seeds:
+            runs.setdefault((r["source"], r["target"]), {})[int(r["seed"])] = float(r["score"])
 
-    def prompts(source: str, target: str) -> dict[str, Path]:
-        return run_prompts(s.out / "runs" / Cell(source, target, demo.seed).run_name)
+    def prompts(source: str, target: str, seed: int) -> dict[str, Path]:
+        return run_prompts(s.out / "runs" / Cell(source, target, seed).run_name)
 
-    source_runs = {task: prompts("source", task) for task in SOURCE_TASKS}
-    embeddings = {task: load_prompt(paths["embedding"]) for task, paths in source_runs.items()}
+    first = demo.seed
+    embeddings = {task: load_prompt(prompts("source", task, first)["embedding"])
+                  for task in SOURCE_TASKS}
     for target in TARGET_TASKS:
-        embeddings[target] = load_prompt(prompts("none", target)["embedding"])
-    return _Grid(baseline={t: scores[("none", t)] for t in TARGET_TASKS},
-                 transfer={t: {src: scores[(src, t)] for src in SOURCE_TASKS}
+        embeddings[target] = load_prompt(prompts("none", target, first)["embedding"])
+    return _Grid(runs=runs, baseline={t: _mean_of(runs[("none", t)]) for t in TARGET_TASKS},
+                 transfer={t: {src: _mean_of(runs[(src, t)]) for src in SOURCE_TASKS}
                            for t in TARGET_TASKS},
-                 source_prompts={task: paths["best"] for task, paths in source_runs.items()},
+                 source_prompts={task: {seed: prompts("source", task, seed)["best"]
+                                        for seed in s.seeds} for task in SOURCE_TASKS},
                  embeddings=embeddings)
 
 
-def _run_generic(s: _Session) -> dict[str, float]:
-    """Generic SPoT: one prompt on the mixture of all sources, every target from it."""
+def _mean_of(per_seed: dict[int, float]) -> float:
+    return float(np.mean(list(per_seed.values())))
+
+
+def _std_of(per_seed: dict[int, float]) -> float | None:
+    """Sample standard deviation over seeds (None for one seed), as `spot study summarize`."""
+    return float(np.std(list(per_seed.values()), ddof=1)) if len(per_seed) > 1 else None
+
+
+def _run_generic(s: _Session) -> dict[str, dict[int, float]]:
+    """Generic SPoT: per seed, one prompt on the mixture of all sources and every target
+    from it; target -> seed -> score."""
     from spot.data.offline.suite import TARGET_TASKS
 
-    mix = s.train("source-mixture", {"data.mixture": "offline_sources", "data.task": "",
-                                     "train.steps": s.demo.source_steps,
-                                     "prompt.init": "sampled_vocab"})
-    path = str(mix.prompt_paths["best"])
-    return {target: float(s.train(f"target-{target}-from-mixture", {
-        "data.task": target, "prompt.init": "file", "prompt.init_path": path}).best_score)
-        for target in TARGET_TASKS}
+    out: dict[str, dict[int, float]] = {target: {} for target in TARGET_TASKS}
+    for seed in s.seeds:
+        mix = s.train("source-mixture", {"data.mixture": "offline_sources", "data.task": "",
+                                         "train.steps": s.demo.source_steps,
+                                         "prompt.init": "sampled_vocab"}, seed)
+        path = str(mix.prompt_paths["best"])
+        for target in TARGET_TASKS:
+            out[target][seed] = float(s.train(f"target-{target}-from-mixture", {
+                "data.task": target, "prompt.init": "file", "prompt.init_path": path},
+                seed).best_score)
+    return out
 
 
 def _run_targeted(s: _Session, grid: _Grid, library: Any, target: str) -> dict[str, Any]:
@@ -215,23 +245,32 @@ def _run_targeted(s: _Session, grid: _Grid, library: Any, target: str) -> dict[s
                          exclude=[target])
     sources = [task for task, _ in top]
     best_source, best_score, _ = best_of_top_k(sources, lambda src: grid.transfer[target][src])
-    average = weighted_average([load_prompt(grid.source_prompts[t]) for t in sources],
-                               [score for _, score in top])
-    init = save_prompt(s.out / "runs" / f"init-{target}-weighted.npy", average,
-                       metadata={"strategy": "weighted", "sources": top})
-    weighted = s.train(f"target-{target}-weighted-top{demo.k}", {
-        "data.task": target, "prompt.init": "file", "prompt.init_path": str(init)})
+    weighted: dict[int, float] = {}
+    for seed in s.seeds:  # each seed averages its own source prompts
+        average = weighted_average([load_prompt(grid.source_prompts[t][seed]) for t in sources],
+                                   [score for _, score in top])
+        init = save_prompt(s.out / "runs" / f"init-{target}-weighted-s{seed}.npy", average,
+                           metadata={"strategy": "weighted", "sources": top})
+        weighted[seed] = float(s.train(f"target-{target}-weighted-top{demo.k}", {
+            "data.task": target, "prompt.init": "file", "prompt.init_path": str(init)},
+            seed).best_score)
     return {"retrieved": sources, "best_of_top_k": best_score,
-            "best_of_top_k_source": best_source, "weighted_top_k": float(weighted.best_score)}
+            "best_of_top_k_std": _std_of(grid.runs[(best_source, target)]),
+            "best_of_top_k_source": best_source, "weighted_top_k": _mean_of(weighted),
+            "weighted_top_k_std": _std_of(weighted)}
 
 
-def _results_rows(s: _Session, grid: _Grid, generic: dict[str, float]) -> list[dict[str, Any]]:
-    """Per target: the baseline, the mixture, then every source (the study's row format)."""
+def _results_rows(s: _Session, grid: _Grid, generic: dict[str, dict[int, float]]
+                  ) -> list[dict[str, Any]]:
+    """Per target and seed: the baseline, the mixture, then every source (the study's row
+    format)."""
     rows = []
-    for target, baseline in grid.baseline.items():
-        scores = {"none": baseline, "mixture": generic[target], **grid.transfer[target]}
-        rows += [{"source": source, "target": target, "seed": s.demo.seed,
-                  "score": f"{score:.6f}"} for source, score in scores.items()]
+    for target in grid.baseline:
+        runs = {"none": grid.runs[("none", target)], "mixture": generic[target],
+                **{source: grid.runs[(source, target)] for source in grid.transfer[target]}}
+        rows += [{"source": source, "target": target, "seed": seed, "score": f"{score:.6f}"}
+                 for seed in s.seeds for source, per_seed in runs.items()
+                 for score in [per_seed[seed]]]
     return rows
 
 
@@ -260,8 +299,10 @@ def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[st
         for target, baseline in grid.baseline.items():
             picked = _run_targeted(s, grid, library, target)
             targeted.append({"target": target, "baseline": baseline,
-                             "generic_spot": generic[target], **picked,
-                             **oracle_of(grid.transfer[target])})
+                             "baseline_std": _std_of(grid.runs[("none", target)]),
+                             "generic_spot": _mean_of(generic[target]),
+                             "generic_spot_std": _std_of(generic[target]), **picked,
+                             **oracle_of(grid.transfer[target]), "seeds": s.seeds})
     log("[4/4] analysis")
     results_csv = write_results_csv(out / "results.csv", _results_rows(s, grid, generic))
     sims = _similarities(grid)
@@ -314,7 +355,7 @@ def _write_report(s: _Session, grid: _Grid, report: dict[str, Any],
     figures += plots.plot_similarity_clustermap(names, matrix, out / "fig_similarity_clustermap",
                                                  metric="avg_cosine")
     rer = {(p["source"], p["target"]): p["relative_error_reduction"] for p in summary["pairs"]}
-    points = {t: [(sims[s.demo.metric][(src, t)], rer[(src, t)]) for src in grid.source_prompts
+    points = {t: [(sims[s.demo.metric][(src, t)], rer[(src, t)]) for src in grid.transfer[t]
                   if (src, t) in rer] for t in grid.baseline}
     figures += plots.plot_similarity_vs_transfer(points, out / "fig_similarity_vs_transfer")
     report["figures"] = [str(f) for f in figures]
@@ -341,20 +382,30 @@ def _oracle_label(target: dict[str, Any]) -> str:
     return "all tie" if len(ties) == target["num_sources"] else f"{len(ties)} sources tie"
 
 
+def _pm(target: dict[str, Any], key: str) -> str:
+    """A score with its std over seeds when there is one."""
+    std = target.get(f"{key}_std")
+    return f"{target[key]:.2f}" + ("" if std is None else f" ± {std:.1f}")
+
+
 def render_tables(report: dict[str, Any]) -> str:
     lines = ["", "Targets (validation score, best checkpoint):",
              "| target | baseline | generic SPoT (mixture) | targeted best-of-top-k | "
              "targeted weighted | oracle | transfer helps? |",
              "|---|---|---|---|---|---|---|"]
+    seeds = 1
     for t in report["targets"]:
+        seeds = len(t.get("seeds", [None]))
         best = max(t["generic_spot"], t["best_of_top_k"], t["weighted_top_k"])
         verdict = "yes" if best > t["baseline"] else "no"
         lines.append(
-            f"| {t['target']} | {t['baseline']:.2f} | {t['generic_spot']:.2f} | "
-            f"{t['best_of_top_k']:.2f} ({t['best_of_top_k_source']}) | "
-            f"{t['weighted_top_k']:.2f} | {t['oracle']:.2f} ({_oracle_label(t)}) | {verdict} |")
-    lines.append("(one seed; validation sets of 100-400 examples, so differences of a few "
-                 "points are within noise)")
+            f"| {t['target']} | {_pm(t, 'baseline')} | {_pm(t, 'generic_spot')} | "
+            f"{_pm(t, 'best_of_top_k')} ({t['best_of_top_k_source']}) | "
+            f"{_pm(t, 'weighted_top_k')} | {t['oracle']:.2f} ({_oracle_label(t)}) | {verdict} |")
+    lines.append(("(one seed" if seeds == 1 else f"(mean ± sample std over {seeds} seeds")
+                 + f"; at most {report.get('config', {}).get('max_eval_examples', 200)} "
+                 "validation examples per target, so differences of a few points are within "
+                 "noise)")
     lines += ["", "Retrieval quality against the measured transfers (mean over targets):",
               "| metric | " + " | ".join(next(iter(report["retrieval_quality"].values()))) + " |",
               "|---|" + "---|" * len(next(iter(report["retrieval_quality"].values())))]

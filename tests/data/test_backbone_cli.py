@@ -10,7 +10,9 @@ from spot.errors import CheckpointError, ConfigError
 
 from ..train.test_cli import _invoke
 
-TINY = ["--set", "reconstruct_steps=2", "--set", "span_steps=2", "--set", "prefix_lm_steps=2",
+# On top of the embedded recipe, so its random-copy phase and multi-task stage are set off.
+TINY = ["--set", "random_copy_steps=0", "--set", "multitask_steps=0",
+        "--set", "reconstruct_steps=2", "--set", "span_steps=2", "--set", "prefix_lm_steps=2",
         "--set", "batch_size=4", "--set", "emb_dim=32", "--set", "mlp_dim=64",
         "--set", "num_layers=1", "--set", "num_heads=2", "--set", "head_dim=16"]
 
@@ -38,6 +40,8 @@ def test_build_then_info_with_diagnosis(private_cache):
                                                 rel=1e-4)
         # Swapped encoder inputs really reach the model: the score moves.
         assert d["perplexity_other_example_input"] != pytest.approx(d["perplexity"], rel=1e-7)
-    # Another recipe is another cache entry: the default is still not built here.
-    with pytest.raises(CheckpointError, match="not built yet"):
-        _invoke(["backbone", "info"])
+    # Another recipe is another cache entry: the default, not built in this cache, is the
+    # copy shipped with the package.
+    from spot.data.offline.backbone import SHIPPED_DIR
+
+    assert json.loads(_invoke(["backbone", "info"]).stdout)["path"] == str(SHIPPED_DIR)

@@ -56,9 +56,8 @@ class BackboneRecipe:
     num_decoder_layers: int = 0  # 0: as many as the encoder (num_layers)
     vocab_size: int = 8000  # SentencePiece pieces, before the 100 sentinel ids
     batch_size: int = 32
-    # 1,360 steps: the whole build measured 12.5 minutes on 2 CPU cores from a fresh clone
-    # (docs/offline_suite.md), inside the 15-minute budget; scripts/bench_backbone_step.py
-    # predicts the step time of a recipe from measured step times.
+    # The corpus phases: 1,360 steps, about 10 minutes on 2 CPU cores (docs/offline_suite.md);
+    # scripts/bench_backbone_step.py predicts the step time of a recipe from measured ones.
     # Optional first phase: copy a window of corpus tokens in a random order (the order is
     # the only thing the decoder cannot guess, so it must read the encoder).
     copy_steps: int = 0
