@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 import spot  # noqa: E402
 from spot.config import RunConfig, apply_overrides  # noqa: E402
-from spot.data.offline.backbone import BackboneRecipe  # noqa: E402
+from spot.data.offline.backbone import EMBEDDED_RECIPE, BackboneRecipe  # noqa: E402
 from spot.data.vocab import load_vocabulary  # noqa: E402
 from spot.train.pretrain import build_backbone  # noqa: E402
 from spot.train.run import train  # noqa: E402
@@ -39,12 +39,14 @@ OUT.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## 1. The frozen backbone
-# Built once (about 15 minutes on 2 cores) and cached; `spot backbone build` does the same.
+# The backbone shipped with spot (`EMBEDDED_RECIPE`: corpus pretraining, then a multi-task
+# stage on the offline suite's source tasks; docs/offline_suite.md) loads in seconds;
+# `spot backbone build --force` rebuilds it from its recipe (about 35 minutes on 2 cores).
 
 # %%
 # The miniature recipe is the one tests/test_demo.py builds, so the two tests share one build.
 recipe = (BackboneRecipe(reconstruct_steps=4, span_steps=12, prefix_lm_steps=4, batch_size=8)
-          if FAST else BackboneRecipe())
+          if FAST else EMBEDDED_RECIPE)
 backbone = build_backbone(recipe)
 t5 = spot.load_t5(backbone)
 vocab = load_vocabulary(backbone / "vocab.model")
