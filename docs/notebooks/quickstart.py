@@ -41,7 +41,7 @@ OUT.mkdir(parents=True, exist_ok=True)
 # ## 1. The frozen backbone
 # The backbone shipped with spot (`EMBEDDED_RECIPE`: corpus pretraining, then a multi-task
 # stage on the offline suite's source tasks; docs/offline_suite.md) loads in seconds;
-# `spot backbone build --force` rebuilds it from its recipe (about 35 minutes on 2 cores).
+# `spot backbone build --force` rebuilds it from its recipe (about 40 minutes on 2 cores).
 
 # %%
 # The miniature recipe is the one tests/test_demo.py builds, so the two tests share one build.

@@ -2,7 +2,7 @@
 
 `spot demo --out DIR` (the README's first command) runs, on a fresh machine with no network:
   1. the backbone: the copy of `EMBEDDED_RECIPE`'s build shipped inside the package (a build
-     of it in the user cache comes first; with neither, it is built, about 35 minutes);
+     of it in the user cache comes first; with neither, it is built, about 40 minutes);
   2. the study grid of `spot study run` (`spot.workflows.study.run_study`): source prompts on
      every source task of the offline suite (task embedding = the prompt at an early fixed
      step, source prompt = best validation checkpoint) stored in OUT/library, each target from

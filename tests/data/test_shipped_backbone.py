@@ -101,8 +101,8 @@ def test_a_prompt_tuned_on_it_learns_a_source_task(tmp_path):
         "data.task": task, "data.batch_size": 16,
         "data.input_length": pipeline.fitted_input_length(task, vocab, 64),
         "data.target_length": 8, "data.max_eval_examples": max_eval, "data.eval_batch_size": 100,
-        "prompt.length": 20, "train.steps": 150, "train.eval_every": 50,
-        "train.checkpoint_every": 150, "train.log_every": 50, "train.progress": False,
+        "prompt.length": 20, "train.steps": 200, "train.eval_every": 50,
+        "train.checkpoint_every": 200, "train.log_every": 50, "train.progress": False,
         "train.out_dir": str(tmp_path / "run")})
     result = train(cfg, t5=load_t5(SHIPPED, "float32"), vocab=vocab, log=lambda s: None)
     scored = pipeline.eval_examples(registry.get(task), "validation", max_eval)

@@ -109,7 +109,7 @@ class BackboneRecipe:
 
 
 # The demo's backbone (`spot demo`, `--model embedded`): shipped inside the package in
-# `SHIPPED_DIR` and rebuilt from this recipe by `spot backbone build --force` (about 33 minutes
+# `SHIPPED_DIR` and rebuilt from this recipe by `spot backbone build --force` (about 40 minutes
 # on 2 CPU cores; docs/offline_suite.md says what it was trained on and what it shows).
 EMBEDDED_RECIPE = BackboneRecipe(random_copy_steps=300, multitask_steps=3000,
                                  save_dtype="bfloat16")
