@@ -1,5 +1,6 @@
 """How well a predicted ordering of sources (similarities, affinity scores) matches their
-measured transfer: Spearman and Pearson correlations and Regret@k."""
+measured transfer: Spearman and Pearson correlations and Regret@k, beside the Regret@k a
+uniformly random pick of k sources gives in expectation."""
 
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ def ranking_quality(predicted: Mapping[str, float], true: Mapping[str, float],
     constant side); they are shift-invariant, so true gains or true scores give the same
     values. Regret@k = (best true - best true among the top-k predicted) / best true x 100
     needs true *scores* (a positive scale) and is None when the best true value is <= 0.
+    `random_regret@k` is the expectation of the same quantity for k candidates drawn
+    uniformly without replacement (`random_regret`): the floor a predictor must beat.
     Only names present in both mappings count.
     """
     names = sorted(set(predicted) & set(true))
@@ -67,4 +70,25 @@ def ranking_quality(predicted: Mapping[str, float], true: Mapping[str, float],
             continue
         picked = max(float(true[n]) for n in order[:k])
         out[f"regret@{k}"] = (best - picked) / best * 100.0
+    for k in ks:
+        out[f"random_regret@{k}"] = (random_regret([float(true[n]) for n in names], k)
+                                     if best is not None and best > 0 else None)
     return out
+
+
+def random_regret(true: Sequence[float], k: int) -> float:
+    """Expected Regret@k (as `ranking_quality` defines it, in % of the best score) when the k
+    candidates are drawn uniformly at random without replacement from `true`'s.
+
+    Exact: with the scores sorted best first, the i-th best (1-based) is the best one drawn
+    with probability C(n - i, k - 1) / C(n, k), so E[best drawn] is their weighted sum."""
+    values = sorted((float(v) for v in true), reverse=True)
+    n = len(values)
+    if k < 1:
+        raise DataError(f"regret k must be at least 1, got {k}")
+    if not n or values[0] <= 0:
+        raise DataError("random regret needs at least one candidate with a positive best score")
+    k = min(k, n)
+    total = math.comb(n, k)
+    expected = sum(v * math.comb(n - i, k - 1) for i, v in enumerate(values, start=1)) / total
+    return (values[0] - expected) / values[0] * 100.0

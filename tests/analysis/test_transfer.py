@@ -123,6 +123,27 @@ def test_ranking_quality_matches_scipy():
     assert q["regret@12"] == 0.0
 
 
+def test_random_regret_is_the_mean_over_every_pick():
+    """The exact expectation against brute force over every k-subset (ties included)."""
+    import itertools
+
+    from spot.retrieval.quality import random_regret
+
+    rng = np.random.default_rng(1)
+    true = list(np.round(50 + 10 * rng.random(8), 0))  # rounding makes ties
+    best = max(true)
+    for k in (1, 2, 3, 8, 9):
+        picks = list(itertools.combinations(true, min(k, len(true))))
+        brute = float(np.mean([(best - max(p)) / best * 100.0 for p in picks]))
+        assert random_regret(true, k) == pytest.approx(brute, abs=1e-10)
+    q = ranking_quality({f"s{i}": float(i) for i in range(8)},
+                        {f"s{i}": v for i, v in enumerate(true)}, ks=(1, 3))
+    assert q["random_regret@3"] == pytest.approx(random_regret(true, 3))
+    assert q["random_regret@1"] == pytest.approx((best - np.mean(true)) / best * 100.0)
+    with pytest.raises(DataError):
+        random_regret([-1.0, -2.0], 1)
+
+
 def test_ranking_quality_undefined_cases():
     q = ranking_quality({"a": 1.0}, {"a": 5.0, "b": 3.0})
     assert q["n"] == 1 and q["spearman"] is None and q["pearson"] is None and q["regret@1"] == 0.0
