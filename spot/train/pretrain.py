@@ -329,11 +329,9 @@ def _save(build: _Build, params, eval_step, n_params: int, history: list[dict],
     recipe, cfg, out = build.recipe, build.cfg, build.out
     weights = _saved_weights(recipe, params)
     measured = jax.tree_util.tree_map(lambda x: jax.numpy.asarray(x, np.float32), weights)
-    ppl = {obj: heldout_perplexity(eval_step, measured, build.heldout_stream, recipe,
-                                   cfg.vocab_size, obj)
-           for obj in ("span", "prefix_lm")}
     reliance = encoder_reliance(eval_step, measured, build.heldout_stream, recipe,
                                 cfg.vocab_size)  # what `diagnose` (backbone info) measures
+    ppl = {obj: reliance[obj]["perplexity"] for obj in ("span", "prefix_lm")}  # same batches
     unigram = _unigram_perplexity(build.train_stream, build.heldout_stream, cfg.vocab_size)
     seconds = time.time() - build.started
     log(f"held-out perplexity: span corruption {ppl['span']:.1f}, prefix LM "
