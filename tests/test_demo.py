@@ -39,7 +39,7 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
     demo = DemoConfig(out=str(tmp_path / "demo"), backbone=BackboneRecipe(
         reconstruct_steps=4, span_steps=12, prefix_lm_steps=4, batch_size=8), source_steps=6,
         target_steps=6, embedding_step=2, eval_every=3, prompt_length=4, batch_size=8, max_eval_examples=24,
-        seeds=2)
+        seeds=2, jobs=2)  # two worker processes; the rerun below resumes in this process
     report = run_demo(demo, log=lambda s: None)
     out = tmp_path / "demo"
     for name in ("results.csv", "summary.json", "tables.md", "transfer_table.md",
@@ -78,7 +78,9 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
     assert "over 2 seeds" in tables and " ± " in tables
     # A rerun resumes every finished run instead of training again: no run's metrics change.
     logs = {p: p.read_bytes() for p in (out / "runs").glob("*/metrics.jsonl")}
-    report2 = run_demo(demo, log=lambda s: None)
+    import dataclasses
+
+    report2 = run_demo(dataclasses.replace(demo, jobs=1), log=lambda s: None)
     assert report2["targets"] == report["targets"]
     assert {p: p.read_bytes() for p in (out / "runs").glob("*/metrics.jsonl")} == logs
 

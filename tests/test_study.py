@@ -43,7 +43,7 @@ class FakeTrainer:
             paths[kind] = save_prompt(out / "prompts" / f"{kind}.npy",
                                       rng.normal(size=(3, 4)).astype(np.float32))
         (out / "summary.json").write_text(json.dumps({"best_score": score}))
-        return SimpleNamespace(best_score=score, best_step=10, prompt_paths=paths)
+        return SimpleNamespace(best_score=score, best_step=10, prompt_paths=paths, seconds=0.01)
 
 
 @pytest.fixture

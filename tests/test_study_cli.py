@@ -76,6 +76,37 @@ def test_study_run_trains_the_grid_and_writes_results(tmp_path, tiny_model):
     assert "2 rows" in r.output and _rows(out / "results.csv") == rows
 
 
+def test_jobs_train_cells_in_workers_with_the_same_results(tmp_path, tiny_model):
+    """Two worker processes (one core each) give the rows, prompts and training logs that the
+    same study gives in one process: a worker runs the very same `train`."""
+    import numpy as np
+
+    def study(out, jobs):
+        args = ["study", "run", "--sources", ",".join(SOURCES), "--targets", TARGET,
+                "--seeds", "1", "--out", str(out), "--model", str(tiny_model), "--steps", "4",
+                "--jobs", jobs, *FAST]
+        return _json(_invoke(args).stdout)
+
+    inline, workers = study(tmp_path / "one", "1"), study(tmp_path / "two", "2")
+    assert inline["finished"] == workers["finished"] == len(plan(SOURCES, [TARGET], 1)) == 5
+    assert set(workers["seconds"]) == set(inline["seconds"])
+    key = lambda r: (r["source"], r["target"], r["seed"])  # noqa: E731
+    assert sorted(_rows(tmp_path / "one" / "results.csv"), key=key) == sorted(
+        _rows(tmp_path / "two" / "results.csv"), key=key)
+    for run in sorted((tmp_path / "one" / "runs").iterdir()):
+        twin = tmp_path / "two" / "runs" / run.name
+        best = [np.load(d / "prompts" / "best.npy") for d in (run, twin)]
+        np.testing.assert_array_equal(best[0], best[1])
+        logs = [[{k: v for k, v in json.loads(line).items() if k != "time"}
+                 for line in (d / "metrics.jsonl").read_text().splitlines()]
+                for d in (run, twin)]
+        assert logs[0] == logs[1], run.name
+    from spot.library.store import PromptLibrary
+
+    with PromptLibrary(tmp_path / "two" / "library", create=False) as lib:
+        assert sorted(e.task for e in lib.entries()) == sorted(SOURCES)
+
+
 def test_dry_run_shards_split_the_grid(tmp_path):
     cells = []
     for i in range(3):
@@ -95,6 +126,8 @@ def test_dry_run_shards_split_the_grid(tmp_path):
     (["--sources", "offline_vader_valence,no_such_task"], "unknown task or mixture 'no_such_task'"),
     (["--targets", "no_such_target"], "unknown task or mixture 'no_such_target'"),
     (["--sources", " , "], "give at least one task name"),
+    (["--jobs", "0"], "jobs must be a positive count or 'auto'"),
+    (["--jobs", "many"], "jobs must be a positive count or 'auto'"),
 ])
 def test_usage_errors_exit_2_with_a_message(tmp_path, extra, message):
     args = ["study", "run", "--sources", "offline_vader_valence", "--targets", TARGET,

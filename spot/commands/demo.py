@@ -14,16 +14,24 @@ import click
 @click.option("--seed", type=int, default=None, help="The first seed.")
 @click.option("--seeds", type=int, default=None,
               help="Seeds per run (default 1); the tables print mean ± std over them.")
-def demo(out, source_steps, target_steps, k, seed, seeds):
+@click.option("--jobs", default="auto", show_default=True, metavar="N|auto",
+              help="Runs trained at a time, each in a worker process on its own core "
+                   "('auto': one per usable core; 1: all in this process).")
+def demo(out, source_steps, target_steps, k, seed, seeds, jobs):
     """Run the whole method offline on the tiny backbone shipped with spot (built from its
     recipe when missing): train source prompts and a mixture prompt, train each target from
     scratch, from the mixture and from every source, retrieve sources by task embedding, and
     write the tables and figures."""
     import dataclasses
 
+    from spot.errors import ConfigError
     from spot.workflows.demo import DemoConfig, run_demo
+    from spot.workflows.pool import resolve_jobs
 
-    changes = {"out": out}
+    try:
+        changes = {"out": out, "jobs": resolve_jobs(jobs)}
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint="--jobs") from None
     for name, value in (("source_steps", source_steps), ("target_steps", target_steps),
                         ("k", k), ("seed", seed), ("seeds", seeds)):
         if value is not None:

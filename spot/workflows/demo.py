@@ -62,6 +62,9 @@ class DemoConfig:
     # Every run of the grid, the mixture's targets and the weighted top-k for seeds
     # seed .. seed + seeds - 1; tables give the mean (and the std over seeds when > 1).
     seeds: int = 1
+    # Runs trained at a time, each in a worker process on its own core (spot.workflows.pool);
+    # 0: one per usable core, 1: every run in this process.
+    jobs: int = 0
 
     def __post_init__(self) -> None:
         # Checked before the backbone build (minutes) starts, so a bad flag fails at once.
@@ -70,8 +73,8 @@ class DemoConfig:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.type in ("int", int) and (isinstance(value, bool) or not isinstance(value, int)
-                                               or value < (0 if field.name == "seed" else 1)):
-                least = "0 or more" if field.name == "seed" else "positive"
+                                               or value < (0 if field.name in ("seed", "jobs") else 1)):
+                least = "0 or more" if field.name in ("seed", "jobs") else "positive"
                 raise ConfigError(f"demo {field.name} must be {least}, got {value!r}")
 
 
@@ -106,12 +109,6 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _new_step_cache() -> Any:
-    from spot.train.step_cache import StepCache
-
-    return StepCache()
-
-
 @dataclasses.dataclass
 class _Session:
     """The backbone, vocabulary and folders every phase of one demo run uses."""
@@ -121,9 +118,9 @@ class _Session:
     t5: Any
     vocab: Any
     log: Callable[[str], None]
+    pool: Any  # a spot.workflows.pool.TrainPool: every run of the demo goes through it
+    grid: Any = None  # the study grid's results, once phase 1 is done
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
-    # Every run of the demo (grid, mixture, weighted) shares one jitted step.
-    step_cache: Any = dataclasses.field(default_factory=_new_step_cache)
 
     @property
     def base(self):
@@ -143,21 +140,27 @@ class _Session:
     def seeds(self) -> list[int]:
         return list(range(self.demo.seed, self.demo.seed + self.demo.seeds))
 
-    def train(self, name: str, overrides: dict[str, Any], seed: int) -> Any:
-        """One of the demo's own runs (outside the study grid), resumed when it exists."""
+    def submit(self, name: str, overrides: dict[str, Any], seed: int) -> tuple[str, Any]:
+        """Start one of the demo's own runs (outside the study grid; resumed when it exists):
+        (its name, a future of its result) for `result`."""
         from spot.config import apply_overrides
-        from spot.train.run import train
 
         name = f"{name}-s{seed}"
-        t0 = time.time()
         config = self.fit(apply_overrides(self.base, {
             **overrides, "train.seed": seed, "train.out_dir": str(self.out / "runs" / name)}))
-        result = train(config, t5=self.t5, vocab=self.vocab, log=lambda s: None,
-                       step_cache=self.step_cache)
-        self.timings[name] = time.time() - t0
+        return name, self.pool.submit(config)
+
+    def result(self, started: tuple[str, Any]) -> Any:
+        """Wait for a submitted run; log and time it."""
+        name, future = started
+        result = future.result()
+        self.timings[name] = result.seconds
         self.log(f"  {name:<40} best score {result.best_score:6.2f} at step {result.best_step}"
                  f"  ({self.timings[name]:.0f}s)")
         return result
+
+    def train(self, name: str, overrides: dict[str, Any], seed: int) -> Any:
+        return self.result(self.submit(name, overrides, seed))
 
 
 @dataclasses.dataclass
@@ -182,8 +185,7 @@ def _run_grid(s: _Session) -> _Grid:
     study = StudyConfig(sources=SOURCE_TASKS, targets=TARGET_TASKS, out=str(s.out), seeds=demo.seeds,
                         first_seed=demo.seed, source_steps=demo.source_steps,
                         target_steps=demo.target_steps)
-    report = run_study(s.base, study, t5=s.t5, vocab=s.vocab, adjust=s.fit, step_cache=s.step_cache,
-                       log=lambda m: s.log(f"  {m}"))
+    report = run_study(s.base, study, adjust=s.fit, pool=s.pool, log=lambda m: s.log(f"  {m}"))
     s.timings.update(report["seconds"])
     runs: dict[tuple[str, str], dict[int, float]] = {}
     for r in read_rows(s.out):
@@ -215,28 +217,35 @@ def _std_of(per_seed: dict[int, float]) -> float | None:
     return float(np.std(list(per_seed.values()), ddof=1)) if len(per_seed) > 1 else None
 
 
-def _run_generic(s: _Session) -> dict[str, dict[int, float]]:
-    """Generic SPoT: per seed, one prompt on the mixture of all sources and every target
-    from it; target -> seed -> score."""
+def _start_mixture(s: _Session) -> dict[int, tuple[str, Any]]:
+    """Per seed, the prompt on the mixture of all sources, submitted (seed -> started run)."""
+    return {seed: s.submit("source-mixture", {"data.mixture": "offline_sources", "data.task": "",
+                                              "train.steps": s.demo.source_steps,
+                                              "prompt.init": "sampled_vocab"}, seed)
+            for seed in s.seeds}
+
+
+def _run_generic(s: _Session, mixture: dict[int, tuple[str, Any]]
+                 ) -> dict[str, dict[int, float]]:
+    """Generic SPoT: per seed, every target from the mixture prompt; target -> seed -> score."""
     from spot.data.offline.suite import TARGET_TASKS
 
-    out: dict[str, dict[int, float]] = {target: {} for target in TARGET_TASKS}
+    started = {}
     for seed in s.seeds:
-        mix = s.train("source-mixture", {"data.mixture": "offline_sources", "data.task": "",
-                                         "train.steps": s.demo.source_steps,
-                                         "prompt.init": "sampled_vocab"}, seed)
-        path = str(mix.prompt_paths["best"])
+        path = str(s.result(mixture[seed]).prompt_paths["best"])
         for target in TARGET_TASKS:
-            out[target][seed] = float(s.train(f"target-{target}-from-mixture", {
-                "data.task": target, "prompt.init": "file", "prompt.init_path": path},
-                seed).best_score)
+            started[target, seed] = s.submit(f"target-{target}-from-mixture", {
+                "data.task": target, "prompt.init": "file", "prompt.init_path": path}, seed)
+    out: dict[str, dict[int, float]] = {target: {} for target in TARGET_TASKS}
+    for (target, seed), run in started.items():
+        out[target][seed] = float(s.result(run).best_score)
     return out
 
 
-def _run_targeted(s: _Session, grid: _Grid, library: Any, target: str) -> dict[str, Any]:
+def _start_targeted(s: _Session, grid: _Grid, library: Any, target: str) -> dict[str, Any]:
     """Targeted SPoT for one target (`spot retrieve` / `spot transfer`): rank the library's
     sources by task-embedding similarity; best of top-k reads the grid's transfers, the
-    top-k weighted average is trained."""
+    top-k weighted average is submitted for training (`_finish_targeted` waits for it)."""
     from spot.model.prompt_files import load_prompt, save_prompt
     from spot.retrieval.strategies import best_of_top_k, ranked_sources, weighted_average
 
@@ -245,19 +254,24 @@ def _run_targeted(s: _Session, grid: _Grid, library: Any, target: str) -> dict[s
                          exclude=[target])
     sources = [task for task, _ in top]
     best_source, best_score, _ = best_of_top_k(sources, lambda src: grid.transfer[target][src])
-    weighted: dict[int, float] = {}
+    weighted: dict[int, Any] = {}
     for seed in s.seeds:  # each seed averages its own source prompts
         average = weighted_average([load_prompt(grid.source_prompts[t][seed]) for t in sources],
                                    [score for _, score in top])
         init = save_prompt(s.out / "runs" / f"init-{target}-weighted-s{seed}.npy", average,
                            metadata={"strategy": "weighted", "sources": top})
-        weighted[seed] = float(s.train(f"target-{target}-weighted-top{demo.k}", {
-            "data.task": target, "prompt.init": "file", "prompt.init_path": str(init)},
-            seed).best_score)
+        weighted[seed] = s.submit(f"target-{target}-weighted-top{demo.k}", {
+            "data.task": target, "prompt.init": "file", "prompt.init_path": str(init)}, seed)
     return {"retrieved": sources, "best_of_top_k": best_score,
             "best_of_top_k_std": _std_of(grid.runs[(best_source, target)]),
-            "best_of_top_k_source": best_source, "weighted_top_k": _mean_of(weighted),
-            "weighted_top_k_std": _std_of(weighted)}
+            "best_of_top_k_source": best_source, "weighted": weighted}
+
+
+def _finish_targeted(s: _Session, picked: dict[str, Any]) -> dict[str, Any]:
+    picked = dict(picked)
+    weighted = {seed: float(s.result(run).best_score)
+                for seed, run in picked.pop("weighted").items()}
+    return {**picked, "weighted_top_k": _mean_of(weighted), "weighted_top_k_std": _std_of(weighted)}
 
 
 def _results_rows(s: _Session, grid: _Grid, generic: dict[str, dict[int, float]]
@@ -276,9 +290,9 @@ def _results_rows(s: _Session, grid: _Grid, generic: dict[str, dict[int, float]]
 
 def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     from spot.data.vocab import load_vocabulary
-    from spot.library.store import PromptLibrary
     from spot.model.api import load_t5
     from spot.train.pretrain import build_backbone
+    from spot.workflows.pool import ModelSource, TrainPool
 
     started = time.time()
     enable_compilation_cache()
@@ -286,29 +300,45 @@ def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[st
     out.mkdir(parents=True, exist_ok=True)
     backbone = build_backbone(demo.backbone, log=log)
     # The suite registers itself (seed 0) on first lookup; `demo.seed` seeds the runs.
-    s = _Session(demo, out, load_t5(backbone, "float32"),
-                 load_vocabulary(backbone / "vocab.model"), log)
+    t5, vocab = load_t5(backbone, "float32"), load_vocabulary(backbone / "vocab.model")
+    with TrainPool(demo.jobs, t5=t5, vocab=vocab,
+                   source=ModelSource(path=str(backbone), dtype="float32")) as pool:
+        s = _Session(demo, out, t5, vocab, log, pool)
+        if pool.parallel:
+            log(f"training {pool.jobs} runs at a time, one worker process per core")
+        report = _run_phases(s)
+    report["total_seconds"] = time.time() - started
+    _write_report(s, s.grid, report, report.pop("_similarities"))
+    return report
+
+
+def _run_phases(s: _Session) -> dict[str, Any]:
+    from spot.library.store import PromptLibrary
+
+    demo, out, log = s.demo, s.out, s.log
+    # With workers, the mixture prompt (independent of the grid) trains beside the grid.
+    mixture = _start_mixture(s) if s.pool.parallel else None
     log("[1/4] the study grid: source prompts (the library), baselines from class labels, "
         "every source -> target transfer")
-    grid = _run_grid(s)
+    grid = s.grid = _run_grid(s)
     log("[2/4] a prompt on the mixture of all sources, every target from it (generic SPoT)")
-    generic = _run_generic(s)
+    generic = _run_generic(s, mixture or _start_mixture(s))
     log(f"[3/4] targeted SPoT: top-{demo.k} sources by {demo.metric}")
     targeted = []
     with PromptLibrary(out / "library") as library:  # the study's: sources' prompts and keys
-        for target, baseline in grid.baseline.items():
-            picked = _run_targeted(s, grid, library, target)
-            targeted.append({"target": target, "baseline": baseline,
-                             "baseline_std": _std_of(grid.runs[("none", target)]),
-                             "generic_spot": _mean_of(generic[target]),
-                             "generic_spot_std": _std_of(generic[target]), **picked,
-                             **oracle_of(grid.transfer[target]), "seeds": s.seeds})
+        started = {target: _start_targeted(s, grid, library, target) for target in grid.baseline}
+    for target, baseline in grid.baseline.items():
+        picked = _finish_targeted(s, started[target])
+        targeted.append({"target": target, "baseline": baseline,
+                         "baseline_std": _std_of(grid.runs[("none", target)]),
+                         "generic_spot": _mean_of(generic[target]),
+                         "generic_spot_std": _std_of(generic[target]), **picked,
+                         **oracle_of(grid.transfer[target]), "seeds": s.seeds})
     log("[4/4] analysis")
     results_csv = write_results_csv(out / "results.csv", _results_rows(s, grid, generic))
     sims = _similarities(grid)
     report = _analyse(s, grid, results_csv, targeted, sims)
-    report["total_seconds"] = time.time() - started
-    _write_report(s, grid, report, sims)
+    report["_similarities"] = sims
     return report
 
 

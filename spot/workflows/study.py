@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import functools
 import hashlib
 import io
 import os
@@ -226,59 +225,90 @@ def _add_source_to_library(library: Any, cell: Cell, result: Any, model: str, ou
 def run_study(base: RunConfig, study: StudyConfig, *, t5: Any = None, vocab: Any = None,
               adjust: Callable[[RunConfig], RunConfig] | None = None,
               log: Callable[[str], None] = print,
-              step_cache: Any = None) -> dict[str, Any]:
+              step_cache: Any = None, pool: Any = None, jobs: int = 1) -> dict[str, Any]:
     """Run this shard's unfinished cells; returns counts of done/skipped/waiting cells and
     the seconds each newly trained cell took. `adjust` may change each cell's config last
     (the demo fits the input length to the cell's task). The cells share one jitted step
     (`step_cache`, a `spot.train.step_cache.StepCache`; a new one when None), so a caller
-    that runs more than the grid passes its own."""
+    that runs more than the grid passes its own.
+
+    `jobs` > 1 trains that many cells at a time in worker processes
+    (`spot.workflows.pool.TrainPool`); a caller with its own pool passes `pool` instead.
+    Either way this process alone writes the shard's rows and the library."""
 
     from spot.library.store import PromptLibrary
-    from spot.train.run import build_model, resolve_vocab, train
-    from spot.train.step_cache import StepCache
+    from spot.train.run import build_model, resolve_vocab
+    from spot.workflows.pool import ModelSource, TrainPool
 
-    step_cache = step_cache if step_cache is not None else StepCache()
     out = Path(study.out)
     out.mkdir(parents=True, exist_ok=True)
-    with contextlib.closing(PromptLibrary(study.library_root or out / "library")) as library:
-        return _run_cells(base, study, library, t5=t5 or build_model(base),
-                          vocab=vocab or resolve_vocab(base), adjust=adjust, log=log,
-                          train=functools.partial(train, step_cache=step_cache))
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(TrainPool(
+                jobs, t5=t5 or build_model(base), vocab=vocab or resolve_vocab(base),
+                source=ModelSource(config=base), step_cache=step_cache))
+        library = stack.enter_context(contextlib.closing(
+            PromptLibrary(study.library_root or out / "library")))
+        return _run_cells(base, study, library, pool=pool, adjust=adjust, log=log)
 
 
-def _run_cells(base: RunConfig, study: StudyConfig, library: Any, *, t5: Any, vocab: Any,
-               adjust: Callable[[RunConfig], RunConfig] | None, log: Callable[[str], None],
-               train: Callable[..., Any]) -> dict[str, Any]:
-    import time
+def _run_cells(base: RunConfig, study: StudyConfig, library: Any, *, pool: Any,
+               adjust: Callable[[RunConfig], RunConfig] | None,
+               log: Callable[[str], None]) -> dict[str, Any]:
+    """Submit every cell whose source prompt is there (sources first), record each as it
+    finishes, and submit the transfers a finished source unblocks."""
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     out = Path(study.out)
     done = {Cell(r["source"], r["target"], int(r["seed"])).key for r in read_rows(out)}
     rows_file = shard_file(out, study.shard)
     counts = {"finished": 0, "skipped": 0, "waiting": 0}
-    waiting: list[str] = []
     seconds: dict[str, float] = {}
+    pending: list[Cell] = []
     for cell in _source_cells_first(study.cells()):
         if cell.key in done:
             counts["skipped"] += 1
-            continue
-        overrides = cell_overrides(cell, study)
-        if overrides is None:
-            counts["waiting"] += 1
-            waiting.append(cell.key)
-            continue
-        config = apply_overrides(base, overrides)
-        config = adjust(config) if adjust else config
-        log(f"cell {cell.key}")
-        started = time.time()
-        result = train(config, t5=t5, vocab=vocab, log=lambda s: None)
+        else:
+            pending.append(cell)
+    running: dict[Any, Cell] = {}
+
+    def record(cell: Cell, result: Any) -> None:
         if result.best_score is None:
             raise DataError(f"{cell.target} has no validation split to score the study on")
         if cell.source == "source":
             _add_source_to_library(library, cell, result, base.model.name, str(out))
         _append_row(rows_file, {"source": cell.source, "target": cell.target,
                                 "seed": cell.seed, "score": f"{result.best_score:.6f}"})
-        seconds[cell.run_name] = time.time() - started
+        seconds[cell.run_name] = result.seconds
         counts["finished"] += 1
+
+    try:
+        while True:
+            blocked: list[Cell] = []
+            for cell in pending:
+                overrides = cell_overrides(cell, study)
+                if overrides is None:  # its source prompt is not there yet
+                    blocked.append(cell)
+                    continue
+                config = apply_overrides(base, overrides)
+                config = adjust(config) if adjust else config
+                log(f"cell {cell.key}")
+                future = pool.submit(config)
+                if future.done():  # trained in this process: record it before the next
+                    record(cell, future.result())
+                else:
+                    running[future] = cell
+            pending = blocked
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: running[f].key):
+                record(running.pop(future), future.result())
+    finally:
+        for future in running:
+            future.cancel()
+    waiting = [c.key for c in pending]
+    counts["waiting"] = len(waiting)
     if waiting:
         log(f"{len(waiting)} cells wait for source prompts from other shards; rerun this "
             f"shard once they finish")
