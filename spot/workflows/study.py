@@ -281,6 +281,7 @@ def _run_cells(base: RunConfig, study: StudyConfig, library: Any, *, pool: Any,
                                 "seed": cell.seed, "score": f"{result.best_score:.6f}"})
         seconds[cell.run_name] = result.seconds
         counts["finished"] += 1
+        log(f"cell {cell.key}: {result.best_score:.2f} ({result.seconds:.0f}s)")
 
     try:
         while True:
@@ -292,7 +293,7 @@ def _run_cells(base: RunConfig, study: StudyConfig, library: Any, *, pool: Any,
                     continue
                 config = apply_overrides(base, overrides)
                 config = adjust(config) if adjust else config
-                log(f"cell {cell.key}")
+                log(f"cell {cell.key}: started")
                 future = pool.submit(config)
                 if future.done():  # trained in this process: record it before the next
                     record(cell, future.result())
