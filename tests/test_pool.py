@@ -56,3 +56,75 @@ def test_one_job_trains_at_once_in_this_process(tmp_path, tiny_model):
     assert future.result().final_step == 2
     failed = pool.submit(apply_overrides(base, {"data.task": "no_such_task"}))
     assert failed.done() and isinstance(failed.exception(), DataError)
+
+
+def _pids_alive(pids):
+
+    alive = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(")")[-1].split()[0] != "Z":  # a zombie has ended
+                    alive.append(pid)
+        except FileNotFoundError:
+            pass
+    return alive
+
+
+def test_cancel_ends_running_workers_at_once(tmp_path, tiny_model):
+    import time
+
+    base = _config(tmp_path, tiny_model, "offline_vader_valence")
+    endless = apply_overrides(base, {"train.steps": 10**7, "train.eval_every": 10**7,
+                                     "train.checkpoint_every": 10**7})
+    from spot.train.run import build_model, resolve_vocab
+
+    pool = TrainPool(2, t5=build_model(base), vocab=resolve_vocab(base),
+                     source=ModelSource(config=base))
+    future = pool.submit(endless)
+    workers = list(pool._executor._processes.values())
+    assert workers
+    time.sleep(5)  # let it start training
+    started = time.time()
+    pool.close(cancel=True)
+    assert time.time() - started < 30
+    assert not any(w.is_alive() for w in workers)
+    assert future.done()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="Linux only")
+def test_workers_end_when_the_process_that_started_them_is_killed(tmp_path, tiny_model):
+    """kill -9 of a study leaves no worker training on (PR_SET_PDEATHSIG)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import json, sys, time
+from spot.config import RunConfig, apply_overrides
+from spot.workflows.pool import ModelSource, TrainPool
+base = apply_overrides(RunConfig(), {{"data.task": "offline_vader_valence",
+    "model.name": {str(tiny_model)!r}, "train.steps": 10**7, "train.out_dir": {str(tmp_path / "r")!r},
+    "train.progress": False, "data.batch_size": 4, "data.input_length": 16,
+    "data.target_length": 4, "prompt.length": 2, "train.eval_every": 10**7,
+    "train.checkpoint_every": 10**7}})
+pool = TrainPool(2, t5=None, vocab=None, source=ModelSource(config=base))
+pool.submit(base)
+print(json.dumps([p.pid for p in pool._executor._processes.values()]), flush=True)
+time.sleep(600)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = json.loads(parent.stdout.readline())
+        time.sleep(3)
+        assert _pids_alive(pids)
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+    deadline = time.time() + 30
+    while _pids_alive(pids) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _pids_alive(pids)

@@ -71,8 +71,31 @@ class ModelSource:
 _WORKER: dict[str, Any] = {}
 
 
+def _end_with_parent() -> None:
+    """On Linux, have the kernel end this worker when the process that started it dies (a
+    killed demo leaves no orphan training on)."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _init_worker(source: ModelSource, cores: Any, compilation_cache: tuple[str, float] | None
                  ) -> None:
+    import signal
+
+    # Ctrl-C is the caller's: it stops the pool (`TrainPool.close`), which ends the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent()
     core = cores.get() if cores is not None else None
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})  # before JAX starts its thread pool
@@ -156,9 +179,21 @@ class TrainPool:
         return self._start().submit(_train_in_worker, config)
 
     def close(self, *, cancel: bool = False) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=cancel)
-            self._executor = None
+        """Wait for the submitted runs; with `cancel` (an error or Ctrl-C in the caller) drop
+        the queued ones and end the running workers at once. A run ended so is resumed from
+        its last checkpoint by the next invocation, as after any kill."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        if not cancel:
+            executor.shutdown(wait=True)
+            return
+        workers = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join(timeout=30)
 
     def __enter__(self) -> "TrainPool":
         return self
