@@ -45,8 +45,6 @@ def main() -> None:
 
     from spot.data import registry
     from spot.data.offline.backbone import EMBEDDED_RECIPE
-    from spot.data.vocab import load_vocabulary
-    from spot.model.api import load_t5
     from spot.train.pretrain import build_backbone
     from spot.workflows import demo as demo_mod
 
@@ -56,9 +54,9 @@ def main() -> None:
     path = build_backbone(cfg.backbone, log=lambda m: None)
     from spot.workflows.pool import ModelSource, TrainPool
 
-    t5, vocab = load_t5(path, "float32"), load_vocabulary(path / "vocab.model")
-    pool = TrainPool(1, t5=t5, vocab=vocab, source=ModelSource(path=str(path)))
-    s = demo_mod._Session(demo=cfg, out=tmp, t5=t5, vocab=vocab, log=lambda m: None, pool=pool)
+    source = ModelSource(path=str(path))
+    pool, vocab = TrainPool(1, source=source), source.vocabulary()
+    s = demo_mod._Session(demo=cfg, out=tmp, vocab=vocab, log=lambda m: None, pool=pool)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 

@@ -44,16 +44,14 @@ def main() -> None:
     demo_mod.enable_compilation_cache()
     tmp = Path(tempfile.mkdtemp(prefix="spot-profile-run-"))
     cfg = demo_mod.DemoConfig(out=str(tmp), backbone=EMBEDDED_RECIPE, batch_size=args.batch_size)
-    from spot.data.vocab import load_vocabulary
-    from spot.model.api import load_t5
     from spot.train.pretrain import build_backbone
 
     path = build_backbone(cfg.backbone, log=lambda m: None)
-    t5, vocab = load_t5(path, "float32"), load_vocabulary(path / "vocab.model")
     from spot.workflows.pool import ModelSource, TrainPool
 
-    pool = TrainPool(1, t5=t5, vocab=vocab, source=ModelSource(path=str(path)))
-    s = demo_mod._Session(demo=cfg, out=tmp, t5=t5, vocab=vocab, log=lambda m: None, pool=pool)
+    source = ModelSource(path=str(path))
+    pool, vocab = TrainPool(1, source=source), source.vocabulary()
+    s = demo_mod._Session(demo=cfg, out=tmp, vocab=vocab, log=lambda m: None, pool=pool)
     counter = iter(range(10**6))
 
     def run(task: str, steps: int, eval_every: int) -> float:

@@ -14,7 +14,7 @@ from spot.workflows.pool import ModelSource, TrainPool, resolve_jobs, usable_cor
 def test_resolve_jobs():
     assert resolve_jobs("auto") == resolve_jobs(0) == resolve_jobs(None) == usable_cores() >= 1
     assert resolve_jobs(3) == resolve_jobs("3") == 3
-    for bad in (-1, "0", "many", 1.5, True):
+    for bad in (-1, "0", "many", 1.5, True, False):
         with pytest.raises(ConfigError, match="positive count or 'auto'"):
             resolve_jobs(bad)
 
@@ -30,10 +30,7 @@ def _config(tmp_path, tiny_model, task):
 def test_an_error_in_a_worker_reaches_the_caller_with_its_type(tmp_path, tiny_model):
     base = _config(tmp_path, tiny_model, "offline_vader_valence")
     bad = apply_overrides(base, {"data.task": "no_such_task"})
-    from spot.train.run import build_model, resolve_vocab
-
-    with TrainPool(2, t5=build_model(base), vocab=resolve_vocab(base),
-                   source=ModelSource(config=base)) as pool:
+    with TrainPool(2, source=ModelSource(config=base)) as pool:
         assert pool.parallel
         with pytest.raises(DataError, match="no_such_task"):
             pool.submit(bad).result()
@@ -77,10 +74,7 @@ def test_cancel_ends_running_workers_at_once(tmp_path, tiny_model):
     base = _config(tmp_path, tiny_model, "offline_vader_valence")
     endless = apply_overrides(base, {"train.steps": 10**7, "train.eval_every": 10**7,
                                      "train.checkpoint_every": 10**7})
-    from spot.train.run import build_model, resolve_vocab
-
-    pool = TrainPool(2, t5=build_model(base), vocab=resolve_vocab(base),
-                     source=ModelSource(config=base))
+    pool = TrainPool(2, source=ModelSource(config=base))
     future = pool.submit(endless)
     workers = list(pool._executor._processes.values())
     assert workers
@@ -92,7 +86,8 @@ def test_cancel_ends_running_workers_at_once(tmp_path, tiny_model):
     assert future.done()
 
 
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="Linux only")
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"),
+                    reason="PR_SET_PDEATHSIG and /proc are Linux kernel features")
 def test_workers_end_when_the_process_that_started_them_is_killed(tmp_path, tiny_model):
     """kill -9 of a study leaves no worker training on (PR_SET_PDEATHSIG)."""
     import json
@@ -111,7 +106,7 @@ base = apply_overrides(RunConfig(), {{"data.task": "offline_vader_valence",
     "train.progress": False, "data.batch_size": 4, "data.input_length": 16,
     "data.target_length": 4, "prompt.length": 2, "train.eval_every": 10**7,
     "train.checkpoint_every": 10**7}})
-pool = TrainPool(2, t5=None, vocab=None, source=ModelSource(config=base))
+pool = TrainPool(2, source=ModelSource(config=base))
 pool.submit(base)
 print(json.dumps([p.pid for p in pool._executor._processes.values()]), flush=True)
 time.sleep(600)

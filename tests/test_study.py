@@ -10,13 +10,13 @@ import csv
 import json
 import zlib
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from spot.config import RunConfig, apply_overrides
 from spot.errors import ConfigError
+from spot.train.loop import RunResult
 from spot.workflows.study import StudyConfig, collect, parse_shard, plan, run_study
 
 
@@ -43,7 +43,8 @@ class FakeTrainer:
             paths[kind] = save_prompt(out / "prompts" / f"{kind}.npy",
                                       rng.normal(size=(3, 4)).astype(np.float32))
         (out / "summary.json").write_text(json.dumps({"best_score": score}))
-        return SimpleNamespace(best_score=score, best_step=10, prompt_paths=paths, seconds=0.01)
+        return RunResult(out_dir=out, final_step=10, best_step=10, best_score=score,
+                         best_metrics={}, prompt_paths=paths, resumed_from=None, seconds=0.01)
 
 
 @pytest.fixture

@@ -115,11 +115,9 @@ class _Session:
 
     demo: DemoConfig
     out: Path
-    t5: Any
     vocab: Any
     log: Callable[[str], None]
     pool: Any  # a spot.workflows.pool.TrainPool: every run of the demo goes through it
-    grid: Any = None  # the study grid's results, once phase 1 is done
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
@@ -289,8 +287,6 @@ def _results_rows(s: _Session, grid: _Grid, generic: dict[str, dict[int, float]]
 
 
 def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from spot.data.vocab import load_vocabulary
-    from spot.model.api import load_t5
     from spot.train.pretrain import build_backbone
     from spot.workflows.pool import ModelSource, TrainPool
 
@@ -300,29 +296,29 @@ def run_demo(demo: DemoConfig, *, log: Callable[[str], None] = print) -> dict[st
     out.mkdir(parents=True, exist_ok=True)
     backbone = build_backbone(demo.backbone, log=log)
     # The suite registers itself (seed 0) on first lookup; `demo.seed` seeds the runs.
-    t5, vocab = load_t5(backbone, "float32"), load_vocabulary(backbone / "vocab.model")
-    with TrainPool(demo.jobs, t5=t5, vocab=vocab,
-                   source=ModelSource(path=str(backbone), dtype="float32")) as pool:
-        s = _Session(demo, out, t5, vocab, log, pool)
+    source = ModelSource(path=str(backbone), dtype="float32")
+    # The model loads where runs train: here with one job, else in each worker.
+    with TrainPool(demo.jobs, source=source) as pool:
+        s = _Session(demo, out, source.vocabulary(), log, pool)
         if pool.parallel:
             log(f"training {pool.jobs} runs at a time, one worker process per core")
-        report = _run_phases(s)
+        grid, report, sims = _run_phases(s)
     report["total_seconds"] = time.time() - started
-    _write_report(s, s.grid, report, report.pop("_similarities"))
+    _write_report(s, grid, report, sims)
     return report
 
 
-def _run_phases(s: _Session) -> dict[str, Any]:
+def _run_phases(s: _Session) -> tuple[_Grid, dict[str, Any], dict[str, Any]]:
     from spot.library.store import PromptLibrary
 
     demo, out, log = s.demo, s.out, s.log
     # With workers, the mixture prompt (independent of the grid) trains beside the grid.
-    mixture = _start_mixture(s) if s.pool.parallel else None
+    early = _start_mixture(s) if s.pool.parallel else None
     log("[1/4] the study grid: source prompts (the library), baselines from class labels, "
         "every source -> target transfer")
-    grid = s.grid = _run_grid(s)
+    grid = _run_grid(s)
     log("[2/4] a prompt on the mixture of all sources, every target from it (generic SPoT)")
-    generic = _run_generic(s, mixture or _start_mixture(s))
+    generic = _run_generic(s, early if early is not None else _start_mixture(s))
     log(f"[3/4] targeted SPoT: top-{demo.k} sources by {demo.metric}")
     targeted = []
     with PromptLibrary(out / "library") as library:  # the study's: sources' prompts and keys
@@ -337,9 +333,7 @@ def _run_phases(s: _Session) -> dict[str, Any]:
     log("[4/4] analysis")
     results_csv = write_results_csv(out / "results.csv", _results_rows(s, grid, generic))
     sims = _similarities(grid)
-    report = _analyse(s, grid, results_csv, targeted, sims)
-    report["_similarities"] = sims
-    return report
+    return grid, _analyse(s, grid, results_csv, targeted, sims), sims
 
 
 def _similarities(grid: _Grid) -> dict[str, dict[tuple[str, str], float]]:

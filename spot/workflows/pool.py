@@ -35,7 +35,7 @@ def usable_cores() -> int:
 
 def resolve_jobs(jobs: int | str | None) -> int:
     """`jobs` as a count: 0, None or "auto" mean one per usable core."""
-    if jobs in (None, 0, "auto"):
+    if not isinstance(jobs, bool) and jobs in (None, 0, "auto"):
         return usable_cores()
     if isinstance(jobs, str):
         try:
@@ -56,16 +56,23 @@ class ModelSource:
     dtype: str = "float32"
     config: Any = None  # a RunConfig
 
-    def load(self) -> tuple[Any, Any]:
+    def model(self) -> Any:
         if self.path is not None:
-            from spot.data.vocab import load_vocabulary
             from spot.model.api import load_t5
 
-            return load_t5(Path(self.path), self.dtype), load_vocabulary(
-                Path(self.path) / "vocab.model")
-        from spot.train.run import build_model, resolve_vocab
+            return load_t5(Path(self.path), self.dtype)
+        from spot.train.run import build_model
 
-        return build_model(self.config), resolve_vocab(self.config)
+        return build_model(self.config)
+
+    def vocabulary(self) -> Any:
+        if self.path is not None:
+            from spot.data.vocab import load_vocabulary
+
+            return load_vocabulary(Path(self.path) / "vocab.model")
+        from spot.train.run import resolve_vocab
+
+        return resolve_vocab(self.config)
 
 
 _WORKER: dict[str, Any] = {}
@@ -106,8 +113,7 @@ def _init_worker(source: ModelSource, cores: Any, compilation_cache: tuple[str, 
         jax.config.update("jax_persistent_cache_min_compile_time_secs", compilation_cache[1])
     from spot.train.step_cache import StepCache
 
-    t5, vocab = source.load()
-    _WORKER.update(t5=t5, vocab=vocab, step_cache=StepCache())
+    _WORKER.update(t5=source.model(), vocab=source.vocabulary(), step_cache=StepCache())
 
 
 def _timed_train(config: Any, t5: Any, vocab: Any, step_cache: Any) -> Any:
@@ -116,9 +122,7 @@ def _timed_train(config: Any, t5: Any, vocab: Any, step_cache: Any) -> Any:
 
     started = time.time()
     result = train(config, t5=t5, vocab=vocab, log=lambda s: None, step_cache=step_cache)
-    if dataclasses.is_dataclass(result):  # a RunResult (a test's stand-in keeps its own)
-        result = dataclasses.replace(result, seconds=time.time() - started)
-    return result
+    return dataclasses.replace(result, seconds=time.time() - started)
 
 
 def _train_in_worker(config: Any) -> Any:
@@ -128,10 +132,11 @@ def _train_in_worker(config: Any) -> Any:
 class TrainPool:
     """`submit(config)` -> a Future of the run's `RunResult`.
 
-    jobs=1 trains at once in this process with `t5`, `vocab` and `step_cache`; jobs > 1
-    starts that many workers (lazily, on the first submit) that load `source` themselves."""
+    jobs=1 trains at once in this process with `t5`, `vocab` and `step_cache` (loaded from
+    `source` on the first submit when None); jobs > 1 starts that many workers (lazily, on
+    the first submit) that load `source` themselves, so this process loads nothing."""
 
-    def __init__(self, jobs: int, *, t5: Any, vocab: Any, source: ModelSource,
+    def __init__(self, jobs: int, *, source: ModelSource, t5: Any = None, vocab: Any = None,
                  step_cache: Any = None):
         self.jobs = resolve_jobs(jobs)
         self.t5, self.vocab, self.source = t5, vocab, source
@@ -170,6 +175,10 @@ class TrainPool:
 
     def submit(self, config: Any) -> Future:
         if not self.parallel:
+            if self.t5 is None:
+                self.t5 = self.source.model()
+            if self.vocab is None:
+                self.vocab = self.source.vocabulary()
             future: Future = Future()
             try:
                 future.set_result(_timed_train(config, self.t5, self.vocab, self.step_cache))

@@ -237,16 +237,14 @@ def run_study(base: RunConfig, study: StudyConfig, *, t5: Any = None, vocab: Any
     Either way this process alone writes the shard's rows and the library."""
 
     from spot.library.store import PromptLibrary
-    from spot.train.run import build_model, resolve_vocab
     from spot.workflows.pool import ModelSource, TrainPool
 
     out = Path(study.out)
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if pool is None:
-            pool = stack.enter_context(TrainPool(
-                jobs, t5=t5 or build_model(base), vocab=vocab or resolve_vocab(base),
-                source=ModelSource(config=base), step_cache=step_cache))
+            pool = stack.enter_context(TrainPool(jobs, t5=t5, vocab=vocab, step_cache=step_cache,
+                                                 source=ModelSource(config=base)))
         library = stack.enter_context(contextlib.closing(
             PromptLibrary(study.library_root or out / "library")))
         return _run_cells(base, study, library, pool=pool, adjust=adjust, log=log)
