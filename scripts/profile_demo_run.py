@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--microbatches", type=int, default=1)
     args = ap.parse_args()
 
     from spot.data.offline.backbone import EMBEDDED_RECIPE
@@ -43,7 +44,8 @@ def main() -> None:
 
     demo_mod.enable_compilation_cache()
     tmp = Path(tempfile.mkdtemp(prefix="spot-profile-run-"))
-    cfg = demo_mod.DemoConfig(out=str(tmp), backbone=EMBEDDED_RECIPE, batch_size=args.batch_size)
+    cfg = demo_mod.DemoConfig(out=str(tmp), backbone=EMBEDDED_RECIPE, batch_size=args.batch_size,
+                              microbatches=args.microbatches)
     from spot.train.pretrain import build_backbone
 
     path = build_backbone(cfg.backbone, log=lambda m: None)
@@ -57,7 +59,8 @@ def main() -> None:
     def run(task: str, steps: int, eval_every: int) -> float:
         name = f"{task}-{next(counter)}"
         s.demo = demo_mod.DemoConfig(out=str(tmp), backbone=EMBEDDED_RECIPE,
-                                     eval_every=eval_every, batch_size=args.batch_size)
+                                     eval_every=eval_every, batch_size=args.batch_size,
+                                     microbatches=args.microbatches)
         t0 = time.perf_counter()
         s.train(name, {"data.task": task, "train.steps": steps, "prompt.init": "class_labels"}, 0)
         return time.perf_counter() - t0

@@ -231,14 +231,15 @@ def _jitted_step(pieces: RunPieces, config: RunConfig, optimizer, mesh, state: d
     model_tuning = config.train.mode == "model"
 
     def build():
-        step_fn = make_train_step(pieces.module, optimizer, config.optimizer.z_loss)
+        step_fn = make_train_step(pieces.module, optimizer, config.optimizer.z_loss,
+                                  config.train.microbatches)
         if pieces.step_wrapper is not None:
             step_fn = pieces.step_wrapper(step_fn)
         return jit_train_step(step_fn, mesh, state, pieces.frozen, model_tuning=model_tuning)
 
     if pieces.step_wrapper is not None or step_cache is None:
         return build()
-    key = (config.optimizer, model_tuning, mesh, tree_signature(state),
+    key = (config.optimizer, config.train.microbatches, model_tuning, mesh, tree_signature(state),
            tree_signature(pieces.frozen))
     return step_cache.get(pieces.module, key, build)
 

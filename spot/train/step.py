@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from spot.config import OptimizerConfig
-from spot.model.loss import cross_entropy
+from spot.model.loss import cross_entropy, cross_entropy_sums
 from spot.model.prompt import effective_prompt
 from spot.model.t5 import Transformer
 
@@ -114,31 +114,78 @@ def init_state(trainable: dict, optimizer: optax.GradientTransformation, seed: i
 
 
 def make_train_step(module: Transformer, optimizer: optax.GradientTransformation,
-                    z_loss: float) -> Callable[[State, dict, Batch], tuple[State, dict]]:
-    """The un-jitted train step; `spot.train.loop` jits it with shardings and donation."""
+                    z_loss: float, microbatches: int = 1
+                    ) -> Callable[[State, dict, Batch], tuple[State, dict]]:
+    """The un-jitted train step; `spot.train.loop` jits it with shardings and donation.
 
-    def train_step(state: State, frozen: dict, batch: Batch) -> tuple[State, dict]:
-        dropout_rng = jax.random.fold_in(state["rng"], state["step"])
+    With `microbatches` k > 1 the batch is split into k equal parts (example i goes to part
+    i mod k, so a batch sharded in blocks stays on its devices); forward and backward run on
+    one part at a time (`lax.scan`) and the gradients are summed in float32 before the one
+    optimizer update. Each part's loss is divided by the whole batch's token weight, so the
+    sum is the whole batch's gradient and the metrics are the whole batch's."""
 
-        def loss_fn(trainable):
-            params, prompt = split_trainable(trainable, frozen)
-            logits = module.apply(
-                {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
-                prompt=prompt, deterministic=False,
-                decoder_target_tokens=batch["decoder_target_tokens"],
-                rngs={"dropout": dropout_rng})
-            return cross_entropy(logits, batch["decoder_target_tokens"],
-                                 batch["decoder_loss_weights"], z_loss)
+    def apply(trainable, frozen: dict, part: Batch, rng):
+        params, prompt = split_trainable(trainable, frozen)
+        return module.apply(
+            {"params": params}, part["encoder_input_tokens"], part["decoder_input_tokens"],
+            prompt=prompt, deterministic=False,
+            decoder_target_tokens=part["decoder_target_tokens"], rngs={"dropout": rng})
 
-        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["trainable"])
+    def finish(state: State, grads, metrics: dict) -> tuple[State, dict]:
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["trainable"])
         trainable = optax.apply_updates(state["trainable"], updates)
         metrics["grad_norm"] = optax.global_norm(grads)
-        new_state = {"step": state["step"] + 1, "trainable": trainable, "opt_state": opt_state,
-                     "rng": state["rng"]}
-        return new_state, metrics
+        return {"step": state["step"] + 1, "trainable": trainable, "opt_state": opt_state,
+                "rng": state["rng"]}, metrics
 
-    return train_step
+    def whole_step(state: State, frozen: dict, batch: Batch) -> tuple[State, dict]:
+        dropout_rng = jax.random.fold_in(state["rng"], state["step"])
+
+        def loss_fn(trainable):
+            return cross_entropy(apply(trainable, frozen, batch, dropout_rng),
+                                 batch["decoder_target_tokens"], batch["decoder_loss_weights"],
+                                 z_loss)
+
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["trainable"])
+        return finish(state, grads, metrics)
+
+    def micro_step(state: State, frozen: dict, batch: Batch) -> tuple[State, dict]:
+        dropout_rng = jax.random.fold_in(state["rng"], state["step"])
+        k = microbatches
+        parts = {name: v.reshape(v.shape[0] // k, k, *v.shape[1:]).swapaxes(0, 1)
+                 for name, v in batch.items()}
+        total = jnp.maximum(jnp.sum(batch["decoder_loss_weights"]).astype(jnp.float32), 1.0)
+
+        def part_loss(trainable, part, rng):
+            sums = cross_entropy_sums(apply(trainable, frozen, part, rng), part["decoder_target_tokens"],
+                                      part["decoder_loss_weights"], z_loss)
+            return (sums["nll"] + sums["z"]) / total, sums
+
+        grad_fn = jax.value_and_grad(part_loss, has_aux=True)
+
+        def body(carry, xs):
+            grads, sums = carry
+            i, part = xs
+            (_, part_sums), g = grad_fn(state["trainable"], part,
+                                        jax.random.fold_in(dropout_rng, i))
+            grads = jax.tree_util.tree_map(lambda a, b: a + b.astype(jnp.float32), grads, g)
+            return (grads, jax.tree_util.tree_map(jnp.add, sums, part_sums)), None
+
+        zeros = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, jnp.float32),
+                                       state["trainable"])
+        zero_sums = {name: jnp.zeros((), jnp.float32) for name in ("nll", "z", "correct",
+                                                                     "weight")}
+        (grads, sums), _ = jax.lax.scan(body, (zeros, zero_sums), (jnp.arange(k), parts))
+        grads = jax.tree_util.tree_map(lambda g, x: g.astype(x.dtype), grads,
+                                       state["trainable"])
+        metrics = {"loss": (sums["nll"] + sums["z"]) / total, "cross_entropy": sums["nll"] / total,
+                   "z_loss": sums["z"] / total, "token_accuracy": sums["correct"] / total,
+                   "num_tokens": sums["weight"]}
+        return finish(state, grads, metrics)
+
+    if microbatches < 1:
+        raise ValueError(f"microbatches must be >= 1, got {microbatches}")
+    return whole_step if microbatches == 1 else micro_step
 
 
 def jit_train_step(step_fn: Callable, mesh, state: State, frozen: dict, *,
