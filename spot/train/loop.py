@@ -43,8 +43,8 @@ RESUME_ORDER = ("own checkpoint in OUT/checkpoints", "--init prompt file", "init
 # Config fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = {"train.steps", "train.progress", "train.log_every", "train.out_dir",
                       "train.eval_every", "train.checkpoint_every", "data.eval_batch_size",
-                      "model.attention_impl", "model.remat", "mesh.data", "mesh.model",
-                      "mesh.multihost"}
+                      "model.attention_impl", "model.remat", "train.microbatches", "mesh.data",
+                      "mesh.model", "mesh.multihost"}
 
 Evaluate = Callable[[dict, dict], tuple[dict[str, Any], float]]
 

@@ -131,6 +131,19 @@ def test_changed_config_is_refused_on_resume(tmp_path, t5):
         _run(_config(tmp_path / "c", **{"train.steps": 4, "optimizer.learning_rate": 0.1}), t5)
 
 
+def test_microbatches_reach_the_step_and_may_change_on_resume(tmp_path, t5):
+    """Like remat, microbatches change how a step is computed, not what it computes: a run
+    may resume with another value, which compiles its own step."""
+    cache = StepCache()
+    first = _config(tmp_path / "m", **{"train.steps": 4, "data.batch_size": 8})
+    _run(first, t5, step_cache=cache)
+    resumed = _config(tmp_path / "m", **{"train.steps": 8, "data.batch_size": 8,
+                                         "train.microbatches": 2})
+    result = _run(resumed, t5, step_cache=cache)
+    assert result.final_step == 8 and result.resumed_from == 4
+    assert len(cache) == 2  # the microbatched step is not the whole-batch one
+
+
 def test_runs_sharing_a_step_cache_reuse_the_jitted_step(tmp_path, t5):
     """A second run with the same model and shapes reuses the first run's jitted step (no
     retrace) and ends exactly where the first, uncached run ended; another prompt length or
