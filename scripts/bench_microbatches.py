@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,22 +32,15 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="append one JSON line per task and arm")
     args = ap.parse_args()
 
-    from spot.data.offline.backbone import EMBEDDED_RECIPE
-    from spot.train.pretrain import build_backbone
-    from spot.workflows import demo as demo_mod
-    from spot.workflows.pool import ModelSource, TrainPool
+    import dataclasses
 
-    demo_mod.enable_compilation_cache()
-    tmp = Path(tempfile.mkdtemp(prefix="spot-bench-micro-"))
-    base = demo_mod.DemoConfig(out=str(tmp), backbone=EMBEDDED_RECIPE)
-    source = ModelSource(path=str(build_backbone(base.backbone, log=lambda m: None)))
-    pool, vocab = TrainPool(1, source=source), source.vocabulary()
-    s = demo_mod._Session(demo=base, out=tmp, vocab=vocab, log=lambda m: None, pool=pool)
+    from scripts._demo_session import append_row, demo_session
+
+    s, base, _ = demo_session("spot-bench-micro-")
     counter = iter(range(10**6))
 
     def run(task: str, steps: int, micro: int) -> float:
-        s.demo = demo_mod.DemoConfig(out=str(tmp), backbone=EMBEDDED_RECIPE,
-                                     eval_every=steps, microbatches=micro)
+        s.demo = dataclasses.replace(base, eval_every=steps, microbatches=micro)
         t0 = time.perf_counter()
         s.train(f"{task}-{next(counter)}", {"data.task": task, "train.steps": steps,
                                             "prompt.init": "class_labels"}, 0)
@@ -70,10 +62,10 @@ def main() -> None:
             row = {"task": task, "microbatches": m, "batch_size": base.batch_size,
                    "step_ms": round(1000 * step[m], 1), "ratio": round(step[m] / first, 3),
                    "repeats": args.repeats, "steps": args.steps}
-            print(json.dumps(row), flush=True)
             if args.out:
-                with open(args.out, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_row(args.out, row)
+            else:
+                print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

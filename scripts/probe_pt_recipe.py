@@ -22,9 +22,7 @@ per run goes to `--out`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,22 +41,10 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=EXTRAS)
     args = ap.parse_args()
 
+    from scripts._demo_session import append_row, demo_session
     from spot.data import registry
-    from spot.data.offline.backbone import EMBEDDED_RECIPE
-    from spot.train.pretrain import build_backbone
-    from spot.workflows import demo as demo_mod
 
-    demo_mod.enable_compilation_cache()
-    tmp = Path(tempfile.mkdtemp(prefix="spot-probe-pt-"))
-    cfg = demo_mod.DemoConfig(out=str(tmp), backbone=EMBEDDED_RECIPE)
-    path = build_backbone(cfg.backbone, log=lambda m: None)
-    from spot.workflows.pool import ModelSource, TrainPool
-
-    source = ModelSource(path=str(path))
-    pool, vocab = TrainPool(1, source=source), source.vocabulary()
-    s = demo_mod._Session(demo=cfg, out=tmp, vocab=vocab, log=lambda m: None, pool=pool)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    s, cfg, _ = demo_session("spot-probe-pt-")
 
     def run(arm: str, task: str, lr: float, steps: int, seed: int, init: dict) -> None:
         name = f"{arm}-{task}-lr{lr}-n{steps}"
@@ -69,9 +55,7 @@ def main() -> None:
                "best_score": r.best_score, "best_step": r.best_step,
                "majority": 100.0 / len(registry.get(task).label_words),
                "seconds": round(time.perf_counter() - t0, 1)}
-        print(json.dumps(row), flush=True)
-        with out.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(args.out, row)
 
     scratch = {"prompt.init": "class_labels"}
     for task in args.tasks:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -88,21 +87,10 @@ def main() -> None:
                     help="a config override for the target runs only (e.g. data.batch_size=8)")
     args = ap.parse_args()
 
+    from scripts._demo_session import append_row, demo_session
     from spot.data import registry
-    from spot.data.offline.backbone import EMBEDDED_RECIPE
-    from spot.train.pretrain import build_backbone
-    from spot.workflows import demo as demo_mod
-    from spot.workflows.pool import ModelSource, TrainPool
 
-    demo_mod.enable_compilation_cache()
-    tmp = Path(tempfile.mkdtemp(prefix="spot-probe-target-"))
-    cfg = demo_mod.DemoConfig(out=str(tmp), backbone=EMBEDDED_RECIPE)
-    path = build_backbone(cfg.backbone, log=lambda m: None)
-    source = ModelSource(path=str(path))
-    pool, vocab = TrainPool(1, source=source), source.vocabulary()
-    s = demo_mod._Session(demo=cfg, out=tmp, vocab=vocab, log=lambda m: None, pool=pool)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    s, cfg, _ = demo_session("spot-probe-target-")
     extra = {} if args.prompt_length is None else {"prompt.length": args.prompt_length}
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
 
@@ -121,9 +109,7 @@ def main() -> None:
                "seconds": round(time.perf_counter() - t0, 1), **overrides}
         if init.get("prompt.init") == "file":
             row["source"] = SIBLING[target]
-        print(json.dumps(row), flush=True)
-        with out.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(args.out, row)
 
     scratch = {"prompt.init": "class_labels"}
     for target in args.targets:

@@ -20,9 +20,7 @@ One JSON line per run goes to `--out`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -105,21 +103,11 @@ def main() -> None:
     ap.add_argument("--probe-seed", type=int, default=1234)
     args = ap.parse_args()
 
-    from spot.data.offline.backbone import EMBEDDED_RECIPE
+    from scripts._demo_session import append_row, demo_session
     from spot.data.registry import TextTaskSpec, register_text_task
-    from spot.train.pretrain import build_backbone
-    from spot.workflows import demo as demo_mod
-    from spot.workflows.pool import ModelSource, TrainPool
 
-    demo_mod.enable_compilation_cache()
-    tmp = Path(tempfile.mkdtemp(prefix="spot-probe-text-"))
-    cfg = demo_mod.DemoConfig(out=str(tmp), backbone=EMBEDDED_RECIPE)
+    s, cfg, _ = demo_session("spot-probe-text-")
     steps = args.steps or cfg.target_steps
-    source = ModelSource(path=str(build_backbone(cfg.backbone, log=lambda m: None)))
-    pool, vocab = TrainPool(1, source=source), source.vocabulary()
-    s = demo_mod._Session(demo=cfg, out=tmp, vocab=vocab, log=lambda m: None, pool=pool)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     prompts = {}
     for src in SOURCES:
@@ -151,9 +139,7 @@ def main() -> None:
                        "majority": 100.0 / len(labels),
                        "train_n": len(splits["train"]), "dev_n": len(splits["validation"]),
                        "seconds": round(time.perf_counter() - t0, 1)}
-                print(json.dumps(row), flush=True)
-                with out.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_row(args.out, row)
 
 
 if __name__ == "__main__":

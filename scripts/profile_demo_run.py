@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,28 +38,17 @@ def main() -> None:
     ap.add_argument("--microbatches", type=int, default=1)
     args = ap.parse_args()
 
-    from spot.data.offline.backbone import EMBEDDED_RECIPE
-    from spot.workflows import demo as demo_mod
+    import dataclasses
 
-    demo_mod.enable_compilation_cache()
-    tmp = Path(tempfile.mkdtemp(prefix="spot-profile-run-"))
-    cfg = demo_mod.DemoConfig(out=str(tmp), backbone=EMBEDDED_RECIPE, batch_size=args.batch_size,
+    from scripts._demo_session import demo_session
+
+    s, base, _ = demo_session("spot-profile-run-", batch_size=args.batch_size,
                               microbatches=args.microbatches)
-    from spot.train.pretrain import build_backbone
-
-    path = build_backbone(cfg.backbone, log=lambda m: None)
-    from spot.workflows.pool import ModelSource, TrainPool
-
-    source = ModelSource(path=str(path))
-    pool, vocab = TrainPool(1, source=source), source.vocabulary()
-    s = demo_mod._Session(demo=cfg, out=tmp, vocab=vocab, log=lambda m: None, pool=pool)
     counter = iter(range(10**6))
 
     def run(task: str, steps: int, eval_every: int) -> float:
         name = f"{task}-{next(counter)}"
-        s.demo = demo_mod.DemoConfig(out=str(tmp), backbone=EMBEDDED_RECIPE,
-                                     eval_every=eval_every, batch_size=args.batch_size,
-                                     microbatches=args.microbatches)
+        s.demo = dataclasses.replace(base, eval_every=eval_every)
         t0 = time.perf_counter()
         s.train(name, {"data.task": task, "train.steps": steps, "prompt.init": "class_labels"}, 0)
         return time.perf_counter() - t0
