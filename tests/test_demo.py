@@ -129,3 +129,19 @@ def test_table_names_the_oracle_only_when_it_is_unique():
     assert "50.00 (all tie)" in rows["t_all"] and "(a)" not in rows["t_all"].split("|")[6]
     assert "58.00 (2 sources tie)" in rows["t_two"]
     assert oracle_of({"a": 50.0, "b": 58.0, "c": 58.0})["oracle_source"] == "b"
+
+
+def test_transfer_verdict_calls_a_gain_within_the_spread_over_seeds_noise():
+    """The figures of title_match at three seeds (2026-12-02): the best strategy is 2.2 points
+    above the baseline, less than the baseline's std of 2.5."""
+    from spot.workflows.demo import _verdict
+
+    t = {"baseline": 52.83, "baseline_std": 2.5, "generic_spot": 54.5, "generic_spot_std": 3.5,
+         "best_of_top_k": 53.17, "best_of_top_k_std": 1.4, "weighted_top_k": 55.0,
+         "weighted_top_k_std": 1.3}
+    assert _verdict(t) == "within noise (+2.2, std 2.5)"
+    assert _verdict({**t, "weighted_top_k": 60.0}) == "yes"
+    assert _verdict({**t, "generic_spot": 50.0, "best_of_top_k": 50.0,
+                     "weighted_top_k": 52.0}) == "no"
+    one_seed = {k: v for k, v in t.items() if not k.endswith("_std")}
+    assert _verdict(one_seed) == "yes"
