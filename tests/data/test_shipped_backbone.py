@@ -40,6 +40,17 @@ def test_files_hash_and_recipe():
     assert cfg == backbone.model_config(backbone.EMBEDDED_RECIPE, backbone.EMBEDDED_RECIPE.vocab_size)
 
 
+def test_the_recipe_rebuilds_the_shipped_vocabulary_byte_for_byte(tmp_path):
+    """`spot backbone build` trains its vocabulary from the corpus and `VOCAB_TASKS`; that
+    must give the shipped file exactly, or a rebuild would not be the shipped backbone."""
+    from spot.data.offline import suite
+    from spot.data.offline.vocab import VOCAB_TASKS, build_vocabulary
+
+    assert set(VOCAB_TASKS) <= set(suite.TASK_NAMES)  # a renamed task must be caught here
+    built = build_vocabulary(tmp_path, vocab_size=backbone.EMBEDDED_RECIPE.vocab_size)
+    assert built.read_bytes() == (SHIPPED / "vocab.model").read_bytes()
+
+
 @pytest.mark.slow
 def test_heldout_figures_are_those_of_the_shipped_weights():
     from spot.train.pretrain import diagnose

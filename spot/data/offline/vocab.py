@@ -50,13 +50,25 @@ def cache_root() -> Path:
     return Path(base) / "spot"
 
 
+# The suite tasks whose training splits feed the vocabulary, in this order: the suite as it
+# was when the shipped backbone was built. A task added to the suite later is not in the
+# list, so it does not change the vocabulary that `spot backbone build` reproduces (its words
+# are pieced from what the list already covers; byte fallback means nothing maps to unk).
+VOCAB_TASKS: tuple[str, ...] = tuple("offline_" + t for t in (
+    "vader_valence", "news_tone", "review_polarity", "adjective_valence", "pos_word",
+    "pos_in_context", "pos_inflected", "rel_plural", "rel_past_tense", "rel_comparative",
+    "text_source", "same_article", "title_match", "wordsim_relatedness", "simlex_similarity"))
+
+
 def training_text(seed: int = 0) -> list[str]:
-    """The lines SentencePiece is trained on, in a fixed order."""
+    """The lines SentencePiece is trained on, in a fixed order: the corpus's training
+    sentences, then the inputs and targets of `VOCAB_TASKS`' training splits, then every label
+    word once."""
     from spot.data.offline import corpus, suite
 
     lines = [s for p in corpus.load_corpus("train", seed) for s in corpus.sentences(p)]
     labels: dict[str, None] = {}
-    for task in suite.build_suite(seed).values():
+    for task in (suite.build_task(name, seed) for name in VOCAB_TASKS):
         for ex in task.splits["train"]:
             lines += (ex["inputs"], ex["targets"])  # targets: label words become whole pieces
         labels.update(dict.fromkeys(task.label_words))
