@@ -38,7 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SIBLING = {"offline_pos_inflected": "offline_pos_word",
            "offline_rel_comparative": "offline_rel_plural",
            "offline_review_polarity": "offline_news_tone",
-           "offline_title_match": "offline_same_article"}
+           "offline_title_match": "offline_same_article",
+           "offline_snippet_source": "offline_text_source",
+           "offline_adjective_valence": "offline_vader_valence"}
 
 
 def dev_split(examples: list[dict], fraction: float, seed: int) -> tuple[list, list]:
@@ -55,13 +57,22 @@ def dev_split(examples: list[dict], fraction: float, seed: int) -> tuple[list, l
             [ex for i, ex in enumerate(examples) if i in dev])
 
 
-def register_dev(task: str, fraction: float, seed: int) -> tuple[str, int, int]:
+def register_dev(task: str, fraction: float, seed: int,
+                 train_per_label: int | None = None) -> tuple[str, int, int]:
     from spot.data import registry
     from spot.data.offline.suite import build_task
     from spot.data.registry import TextTaskSpec, register_text_task
 
     built = build_task(task, 0)
     train, dev = dev_split(built.splits["train"], fraction, seed)
+    if train_per_label is not None:  # a few-shot target: the first n of each class
+        kept: dict[str, int] = defaultdict(int)
+        few = []
+        for ex in train:
+            kept[ex["targets"]] += 1
+            if kept[ex["targets"]] <= train_per_label:
+                few.append(ex)
+        train = few
     splits = {"train": train, "validation": dev}
     name = f"{task}_dev"
     register_text_task(TextTaskSpec(
@@ -82,6 +93,8 @@ def main() -> None:
     ap.add_argument("--dev-fraction", type=float, default=0.25)
     ap.add_argument("--dev-seed", type=int, default=1234)
     ap.add_argument("--no-transfer", action="store_true")
+    ap.add_argument("--train-per-label", type=int, default=None,
+                    help="keep only this many training examples of each class (few-shot)")
     ap.add_argument("--prompt-length", type=int, default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a config override for the target runs only (e.g. data.batch_size=8)")
@@ -113,7 +126,8 @@ def main() -> None:
 
     scratch = {"prompt.init": "class_labels"}
     for target in args.targets:
-        task, n_train, n_dev = register_dev(target, args.dev_fraction, args.dev_seed)
+        task, n_train, n_dev = register_dev(target, args.dev_fraction, args.dev_seed,
+                                             args.train_per_label)
         for steps in args.steps:
             for lr in args.lrs:
                 for seed in args.seeds:

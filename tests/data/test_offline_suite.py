@@ -147,7 +147,8 @@ def test_review_polarity_reads_all_pang_lee_sentences(built):
 def test_prose_validation_comes_from_heldout_documents(built):
     heldout = " ".join(corpus.load_corpus("heldout", 0))
     train_text = " ".join(corpus.load_corpus("train", 0))
-    prefix = {"offline_news_tone": "sentence valence: ", "offline_text_source": "text source: "}
+    prefix = {"offline_news_tone": "sentence valence: ", "offline_text_source": "text source: ",
+              "offline_snippet_source": "snippet source: "}
     for name, p in prefix.items():
         for split, text in (("validation", heldout), ("train", train_text)):
             for ex in built[name].splits[split]:

@@ -410,6 +410,27 @@ def _build_text_source(rng, seed, spec):
     return out[0], out[1]
 
 
+def _snippet(sentence: str, rng: np.random.Generator) -> str:
+    """4-8 consecutive words of `sentence` (all of it when shorter), at a random start."""
+    words = sentence.split()
+    k = int(rng.integers(4, 9))
+    start = int(rng.integers(0, max(1, len(words) - k + 1)))
+    return " ".join(words[start:start + k])
+
+
+def _build_snippet_source(rng, seed, spec):
+    per_train, per_val = _per_label(spec)
+    out = []
+    for split, per in (("train", per_train), ("validation", per_val)):
+        pools: dict[str, list[str]] = {"encyclopedia": [], "news": []}
+        for doc, sents in _sentences(seed, split):
+            label = "encyclopedia" if doc.source == "wikipedia" else "news"
+            pools[label] += [_snippet(s, rng) for s in sents if len(s.split()) >= 6]
+        pairs = _sample_pools(spec, pools, per, rng, split)
+        out.append([(f"snippet source: {s}", y) for s, y in pairs])
+    return out[0], out[1]
+
+
 def _sentence_pairs(spec: _Spec, rng: np.random.Generator, groups: list[list[str]], per: int,
                     split: str) -> list[tuple[str, str, str]]:
     """`per` distinct same-group pairs (drawn from all of them) and `per` cross-group pairs."""
@@ -512,9 +533,10 @@ _WHY_POS = ("All ask for the coarse part of speech of one word with the same lab
 _WHY_RELATION = ("Every task is the same yes/no question about a base word and a candidate "
                  "inflection, with the same input format; negatives include other inflections "
                  "of the same base, so each sibling teaches telling suffixes apart.")
-_WHY_TEXT = ("All read corpus sentences and judge where they come from: the source's style, "
+_WHY_TEXT = ("All read corpus sentences and judge where they come from: the source's style "
+             "from a whole sentence or a few of its words (encyclopedia/news labels shared), "
              "whether two sentences share a document, whether a sentence belongs under a "
-             "title; same/different labels are shared by the last two.")
+             "title (same/different labels shared).")
 _WHY_SIMILARITY = ("Both ask whether two words are close in meaning from human ratings; "
                    "wordsim353 rates relatedness, simlex999 strict similarity.")
 
@@ -574,7 +596,12 @@ _SPECS: tuple[_Spec, ...] = (
           "Do two Wikipedia sentences (5-14 words each) come from the same article? "
           "Validation pairs come from held-out articles.",
           _WHY_TEXT, "gensim: Wikipedia dump"),
-    _Spec("title_match", "text", "target", SAME, (1000, 300), _build_title_match,
+    _Spec("snippet_source", "text", "target", ("encyclopedia", "news"), (240, 300),
+          _build_snippet_source,
+          "Do 4-8 consecutive words of a sentence come from a Wikipedia article or a Lee news "
+          "story? Validation snippets come from held-out documents.",
+          _WHY_TEXT, "gensim: Wikipedia dump and Lee corpus"),
+    _Spec("title_match", "text", "extra", SAME, (1000, 300), _build_title_match,
           "Does a Wikipedia sentence come from the article with the given title? Validation "
           "titles and sentences are the held-out articles.",
           _WHY_TEXT, "gensim: Wikipedia dump"),
