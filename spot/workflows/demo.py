@@ -47,7 +47,7 @@ class DemoConfig:
     out: str = "demo_out"
     backbone: Any = dataclasses.field(default_factory=_default_recipe)
     # Sized so the study fits its 15-minute budget on 2 CPU cores (docs/offline_suite.md).
-    source_steps: int = 400
+    source_steps: int = 200
     target_steps: int = 300
     embedding_step: int = 50
     eval_every: int = 50
