@@ -397,38 +397,36 @@ def _build_relation(relation: str):
 SAME = ("same", "different")
 
 
-def _build_text_source(rng, seed, spec):
-    per_train, per_val = _per_label(spec)
-    out = []
-    for split, per in (("train", per_train), ("validation", per_val)):
-        pools: dict[str, list[str]] = {"encyclopedia": [], "news": []}
-        for doc, sents in _sentences(seed, split):
-            label = "encyclopedia" if doc.source == "wikipedia" else "news"
-            pools[label] += [s for s in sents if _fits(s, 6, 28)]
-        pairs = _sample_pools(spec, pools, per, rng, split)
-        out.append([(f"text source: {s}", y) for s, y in pairs])
-    return out[0], out[1]
+def _build_source_style(prefix: str, pick: Callable[[str, np.random.Generator], str | None]):
+    """encyclopedia / news from what `pick` makes of each corpus sentence (None: skip it);
+    validation from the held-out documents."""
+    def build(rng, seed, spec):
+        per_train, per_val = _per_label(spec)
+        out = []
+        for split, per in (("train", per_train), ("validation", per_val)):
+            pools: dict[str, list[str]] = {"encyclopedia": [], "news": []}
+            for doc, sents in _sentences(seed, split):
+                label = "encyclopedia" if doc.source == "wikipedia" else "news"
+                pools[label] += [x for x in (pick(s, rng) for s in sents) if x is not None]
+            pairs = _sample_pools(spec, pools, per, rng, split)
+            out.append([(f"{prefix}: {x}", y) for x, y in pairs])
+        return out[0], out[1]
+    return build
 
 
-def _snippet(sentence: str, rng: np.random.Generator) -> str:
-    """4-8 consecutive words of `sentence` (all of it when shorter), at a random start."""
+def _snippet(sentence: str, rng: np.random.Generator) -> str | None:
+    """4-8 consecutive words of a sentence of at least 6 words, at a random start."""
     words = sentence.split()
+    if len(words) < 6:
+        return None
     k = int(rng.integers(4, 9))
     start = int(rng.integers(0, max(1, len(words) - k + 1)))
     return " ".join(words[start:start + k])
 
 
-def _build_snippet_source(rng, seed, spec):
-    per_train, per_val = _per_label(spec)
-    out = []
-    for split, per in (("train", per_train), ("validation", per_val)):
-        pools: dict[str, list[str]] = {"encyclopedia": [], "news": []}
-        for doc, sents in _sentences(seed, split):
-            label = "encyclopedia" if doc.source == "wikipedia" else "news"
-            pools[label] += [_snippet(s, rng) for s in sents if len(s.split()) >= 6]
-        pairs = _sample_pools(spec, pools, per, rng, split)
-        out.append([(f"snippet source: {s}", y) for s, y in pairs])
-    return out[0], out[1]
+_build_text_source = _build_source_style("text source",
+                                         lambda s, rng: s if _fits(s, 6, 28) else None)
+_build_snippet_source = _build_source_style("snippet source", _snippet)
 
 
 def _sentence_pairs(spec: _Spec, rng: np.random.Generator, groups: list[list[str]], per: int,
