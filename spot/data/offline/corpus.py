@@ -7,8 +7,8 @@ held-out perplexity measures text from articles the backbone never saw.
 
 The offline suite builds every validation example of its prose tasks (news_tone,
 pos_in_context, text_source, snippet_source, same_article, title_match) from held-out
-documents only, so the backbone is not pretrained on the text it is evaluated on. Use the same seed for the
-backbone and the suite (both default to 0) to keep that guarantee.
+documents only, so the backbone is not pretrained on the text it is evaluated on. Use the
+same seed for the backbone and the suite (both default to 0) to keep that guarantee.
 """
 
 from __future__ import annotations

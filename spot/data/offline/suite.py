@@ -212,18 +212,9 @@ def sentence_tone(sentence: str) -> str | None:
     return None
 
 
-def _build_news_tone(rng, seed, spec):
-    per_train, per_val = _per_label(spec)
-    out = []
-    for split, per in (("train", per_train), ("validation", per_val)):
-        pools: dict[str, list[str]] = {"positive": [], "negative": []}
-        for _, sents in _sentences(seed, split):
-            for s in sents:
-                if _fits(s, 5, 25) and (label := sentence_tone(s)):
-                    pools[label].append(s)
-        pairs = _sample_pools(spec, pools, per, rng, split)
-        out.append([(f"sentence valence: {s}", y) for s, y in pairs])
-    return out[0], out[1]
+def _news_tone_of(doc, sentence: str, rng) -> tuple[str, str] | None:
+    label = sentence_tone(sentence) if _fits(sentence, 5, 25) else None
+    return (label, sentence) if label else None
 
 
 def _build_review_polarity(rng, seed, spec):
@@ -397,21 +388,28 @@ def _build_relation(relation: str):
 SAME = ("same", "different")
 
 
-def _build_source_style(prefix: str, pick: Callable[[str, np.random.Generator], str | None]):
-    """encyclopedia / news from what `pick` makes of each corpus sentence (None: skip it);
-    validation from the held-out documents."""
+def _build_prose(prefix: str, pick: Callable[[corpus.Document, str, np.random.Generator],
+                                              tuple[str, str] | None]):
+    """A task over corpus sentences: `pick(document, sentence, rng)` gives (label, input text)
+    or None to skip the sentence; training text from the training documents, validation text
+    from the held-out ones."""
     def build(rng, seed, spec):
         per_train, per_val = _per_label(spec)
         out = []
         for split, per in (("train", per_train), ("validation", per_val)):
-            pools: dict[str, list[str]] = {"encyclopedia": [], "news": []}
+            pools: dict[str, list[str]] = {label: [] for label in spec.label_words}
             for doc, sents in _sentences(seed, split):
-                label = "encyclopedia" if doc.source == "wikipedia" else "news"
-                pools[label] += [x for x in (pick(s, rng) for s in sents) if x is not None]
+                for s in sents:
+                    if (picked := pick(doc, s, rng)) is not None:
+                        pools[picked[0]].append(picked[1])
             pairs = _sample_pools(spec, pools, per, rng, split)
             out.append([(f"{prefix}: {x}", y) for x, y in pairs])
         return out[0], out[1]
     return build
+
+
+def _source_of(doc: corpus.Document) -> str:
+    return "encyclopedia" if doc.source == "wikipedia" else "news"
 
 
 def _snippet(sentence: str, rng: np.random.Generator) -> str | None:
@@ -424,9 +422,12 @@ def _snippet(sentence: str, rng: np.random.Generator) -> str | None:
     return " ".join(words[start:start + k])
 
 
-_build_text_source = _build_source_style("text source",
-                                         lambda s, rng: s if _fits(s, 6, 28) else None)
-_build_snippet_source = _build_source_style("snippet source", _snippet)
+_build_news_tone = _build_prose("sentence valence", _news_tone_of)
+_build_text_source = _build_prose(
+    "text source", lambda doc, s, rng: (_source_of(doc), s) if _fits(s, 6, 28) else None)
+_build_snippet_source = _build_prose(
+    "snippet source",
+    lambda doc, s, rng: None if (x := _snippet(s, rng)) is None else (_source_of(doc), x))
 
 
 def _sentence_pairs(spec: _Spec, rng: np.random.Generator, groups: list[list[str]], per: int,
