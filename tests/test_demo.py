@@ -145,3 +145,9 @@ def test_transfer_verdict_calls_a_gain_within_the_spread_over_seeds_noise():
                      "weighted_top_k": 52.0}) == "no"
     one_seed = {k: v for k, v in t.items() if not k.endswith("_std")}
     assert _verdict(one_seed) == "yes"
+    # two strategies tied at the top: the wider spread decides, whichever is listed first
+    tie = {**t, "generic_spot": 55.0, "generic_spot_std": 1.0, "weighted_top_k": 55.0,
+           "weighted_top_k_std": 3.0}
+    assert _verdict(tie) == "within noise (+2.2, std 3.0)"
+    assert _verdict({**tie, "generic_spot_std": 3.0, "weighted_top_k_std": 1.0}) == \
+        "within noise (+2.2, std 3.0)"

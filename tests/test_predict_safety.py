@@ -64,3 +64,30 @@ def test_failed_run_leaves_an_existing_output_alone(tmp_path, tiny_model, files,
     assert code == 2 and "not valid UTF-8 JSON" in err
     assert out.read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl", "p.npy"]
+
+
+def test_empty_input_is_refused_before_the_model_loads(tmp_path, files, capsys):
+    _, _, prompt = files
+    for text in ("", "\n  \n"):
+        empty = tmp_path / "empty.jsonl"
+        empty.write_text(text)
+        out = tmp_path / "out.jsonl"
+        # the model path does not exist: the input is checked before anything loads
+        code, err = _run(["predict", "--prompt", str(prompt), "--input", str(empty),
+                          "--output", str(out), "--task", "offline_review_polarity",
+                          "--model", str(tmp_path / "no-model")], capsys)
+        assert code == 2 and "no lines to predict" in err and "Traceback" not in err, err
+        assert not out.exists()
+
+
+def test_a_run_whose_every_line_is_bad_fails(tmp_path, tiny_model, files, capsys):
+    lines, _, prompt = files
+    lines.write_text("not json\n{\"no_inputs\": 1}\n")
+    out = tmp_path / "out.jsonl"
+    code, err = _run(["predict", "--prompt", str(prompt), "--input", str(lines),
+                      "--output", str(out), "--task", "offline_review_polarity",
+                      "--model", str(tiny_model)], capsys)
+    assert code == 1 and "0 predictions, 2 lines skipped" in err
+    assert "no line could be predicted" in err
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(records) == 2 and all("error" in r for r in records)

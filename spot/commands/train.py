@@ -278,6 +278,10 @@ def predict_cmd(prompt_path, library_root, input_path, output_path, max_length, 
     settings = PredictConfig(prompt_path=prompt_path or "", library_root=library_root or "",
                              default_task=d.task, input_length=d.input_length,
                              max_length=max_length, batch_size=batch_size, on_error=on_error)
+    with open(input_path, "rb") as f:
+        if not any(line.strip() for line in f):
+            raise click.UsageError(f"--input {input_path} has no lines to predict (it is empty "
+                                   "or blank)")
     if output_path:
         check_output_spares_inputs(output_path, {"--input": [input_path], "--prompt": [prompt_path],
                                                  "--vocab": [d.vocab or None],
@@ -289,7 +293,9 @@ def predict_cmd(prompt_path, library_root, input_path, output_path, max_length, 
         report = predict_jsonl(t5, vocab_obj, Path(input_path), out, settings,
                                warn=lambda s: click.echo(s, err=True))
     click.echo(f"{report['written']} predictions, {report['skipped']} lines skipped", err=True)
-    if report["skipped"] and on_error == "stop":
+    if not report["written"]:
+        # every line was bad (with --on-error stop the first one already stopped the run)
+        click.echo("error: no line could be predicted", err=True)
         sys.exit(1)
 
 

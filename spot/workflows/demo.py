@@ -422,8 +422,12 @@ _STRATEGIES = ("generic_spot", "best_of_top_k", "weighted_top_k")
 def _verdict(target: dict[str, Any]) -> str:
     """Does the best SPoT strategy beat the baseline? With several seeds, a gain no larger
     than the spread over seeds (the larger std of the two) is called within noise."""
-    best = max(_STRATEGIES, key=lambda k: target[k])
-    gain = target[best] - target["baseline"]
+    top = max(target[k] for k in _STRATEGIES)
+    # among strategies tied at the top, judge by the widest spread (the cautious reading;
+    # without seeds there is no spread and the first tied one stands for them all)
+    best = max((k for k in _STRATEGIES if target[k] == top),
+               key=lambda k: target.get(f"{k}_std") or 0.0)
+    gain = top - target["baseline"]
     if gain <= 0:
         return "no"
     stds = [target.get(f"{k}_std") for k in (best, "baseline")]
