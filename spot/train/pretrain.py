@@ -134,7 +134,7 @@ def _prepare(recipe: BackboneRecipe, sp_path: Path, out: Path, started: float,
     from spot.data.offline.corpus import load_corpus
     from spot.data.vocab import load_vocabulary
 
-    digest = data_digest(sp_path)
+    digest = data_digest(sp_path, recipe)
     vocab = load_vocabulary(sp_path, extra_ids=EXTRA_IDS)
     sp_size = spm.SentencePieceProcessor(model_file=str(sp_path)).get_piece_size()
     cfg = model_config(recipe, sp_size)

@@ -93,3 +93,68 @@ def test_recipe_changes_change_the_key(private_cache):
     assert backbone.backbone_key(other) != backbone.backbone_key(TINY)
     assert backbone.model_config(other, 300).num_decoder_layers == 2
     assert backbone.model_config(TINY, 300).num_decoder_layers == 1
+
+
+def test_the_stage_mixture_and_its_examples_are_part_of_the_key(private_cache, monkeypatch):
+    """A recipe with a multi-task stage is keyed by what the stage trains on: another mixture,
+    or the same mixture with other training examples, is another cache entry, and the shipped
+    backbone is not taken for a recipe whose stage data differ from those it was tuned on."""
+    from spot.data import registry
+    from spot.data.offline import suite
+
+    monkeypatch.setattr(backbone, "_STAGE_DIGESTS", {})
+    staged = dataclasses.replace(TINY, multitask_steps=1)
+    two = registry.make_mixture(["offline_vader_valence", "offline_pos_word"])
+    three = registry.make_mixture(["offline_vader_valence", "offline_pos_word",
+                                   "offline_text_source"])
+    keys = {m: backbone.backbone_key(dataclasses.replace(staged, multitask_mixture=m))
+            for m in (two, three)}
+    assert len(set(keys.values())) == 2
+    assert backbone.backbone_key(TINY) not in keys.values()  # no stage: no stage digest
+    assert "stage" not in backbone.data_digest(backbone.vocabulary_path(TINY, build=False), TINY)
+
+    # The digest is of the examples: recomputed from edited training data, it changes.
+    recipe = dataclasses.replace(staged, multitask_mixture=two)
+    first = backbone.stage_digest(recipe)
+    real = suite.build_task
+
+    def edited(task, seed=0):
+        t = real(task, seed)
+        if task != "offline_pos_word":
+            return t
+        train = [dict(ex) for ex in t.splits["train"]]
+        train[0]["targets"] = "verb" if train[0]["targets"] != "verb" else "noun"
+        return dataclasses.replace(t, splits={**t.splits, "train": train})
+
+    monkeypatch.setattr(suite, "build_task", edited)
+    monkeypatch.setattr(backbone, "_STAGE_DIGESTS", {})
+    # ... but a later process reads the digest kept in the cache (the modules did not change)
+    assert backbone.stage_digest(recipe) == first
+    shutil.rmtree(private_cache / "stage-digests")
+    monkeypatch.setattr(backbone, "_STAGE_DIGESTS", {})
+    assert backbone.stage_digest(recipe) != first
+
+    # The shipped backbone records the digest of the package's source tasks.
+    monkeypatch.setattr(backbone, "stage_digest", lambda r: "0" * 64)
+    assert backbone.shipped_backbone(backbone.EMBEDDED_RECIPE) is None
+
+
+def test_the_stage_digest_is_read_from_the_cache_in_a_later_process(private_cache,
+                                                                    monkeypatch):
+    from spot.data import registry
+    from spot.data.offline import suite
+
+    monkeypatch.setattr(backbone, "_STAGE_DIGESTS", {})
+    recipe = dataclasses.replace(TINY, multitask_steps=1, multitask_mixture=registry.make_mixture(
+        ["offline_vader_valence", "offline_rel_plural"]))
+    digest = backbone.stage_digest(recipe)
+    assert [p.read_text().strip() for p in (private_cache / "stage-digests").iterdir()] == [digest]
+
+    def no_build(*a, **k):
+        raise AssertionError("built the tasks again")
+
+    monkeypatch.setattr(suite, "build_task", no_build)
+    monkeypatch.setattr(backbone, "_STAGE_DIGESTS", {})
+    t0 = time.perf_counter()
+    assert backbone.stage_digest(recipe) == digest
+    assert time.perf_counter() - t0 < 0.5

@@ -162,6 +162,31 @@ def test_prose_validation_comes_from_heldout_documents(built):
         assert title in heldout_titles
 
 
+def test_word_source_words_are_characteristic_of_their_source_and_split_by_word(built):
+    """Each word's rate per token in the training documents is at least 4 times that in the
+    other source (recounted here from the documents), and no validation word is trained on."""
+    counts = {"encyclopedia": Counter(), "news": Counter()}
+    for doc, sents in suite._sentences(0, "train"):
+        label = "encyclopedia" if doc.source == "wikipedia" else "news"
+        for s in sents:
+            counts[label].update(re.findall(r"[a-z]{3,}", s.lower()))
+    total = {k: sum(c.values()) for k, c in counts.items()}
+    task = built["offline_word_source"]
+    words = {}
+    for split, rows in task.splits.items():
+        words[split] = set()
+        for ex in rows:
+            w = ex["inputs"].removeprefix("word source: ")
+            assert re.fullmatch(r"[a-z]{3,}", w), ex
+            own, other = ex["targets"], ({"encyclopedia", "news"} - {ex["targets"]}).pop()
+            assert counts[own][w] >= 3, ex
+            assert (counts[own][w] + 0.5) / total[own] >= 4 * (counts[other][w] + 0.5) / total[
+                other], ex
+            words[split].add(w)
+        assert len(words[split]) == len(rows)  # no word twice within a split
+    assert not words["train"] & words["validation"]
+
+
 def test_sentence_tone_rule():
     lex = sources.vader_lexicon()
     assert lex["wonderful"] > 1.5 and lex["terrible"] < -1.5  # the premise of the checks below

@@ -126,6 +126,8 @@ def shipped_backbone(recipe: BackboneRecipe) -> Path | None:
     made = json.loads(report.read_text(encoding="utf-8"))
     if made.get("recipe_key") != recipe.key():
         return None
+    if made.get("data_digest", {}).get("stage") != stage_digest(recipe):
+        return None  # model-tuned on another mixture than the package's source tasks
     weights = SHIPPED_DIR / "params.safetensors"
     st = weights.stat() if weights.is_file() else None
     ident = (str(weights), st and st.st_size, st and st.st_mtime_ns)
@@ -181,21 +183,88 @@ def _file_digest(path: Path) -> str:
     return _DIGESTS[ident]
 
 
-def data_digest(vocabulary: Path) -> dict[str, str]:
+_STAGE_DIGESTS: dict[tuple, str] = {}
+
+
+def stage_digest(recipe: BackboneRecipe) -> str | None:
+    """sha256 of what the multi-task stage trains on: the mixture's member names and, for
+    offline suite tasks, every example of their training splits (None without a stage). A
+    change of which tasks are sources, or of how one is built, changes it, so a backbone
+    model-tuned on another mixture is never taken for this recipe's. The first computation
+    builds the source tasks (about 7 s on 2 cores); it is then kept in the user cache."""
+    if not recipe.multitask_steps:
+        return None
+    from spot.data import registry
+
+    members = registry.get(recipe.multitask_mixture).members
+    if members not in _STAGE_DIGESTS:
+        _STAGE_DIGESTS[members] = _stage_digest_on_disk(members)
+    return _STAGE_DIGESTS[members]
+
+
+def _stage_digest_on_disk(members: tuple[str, ...]) -> str:
+    """`stage_digest` of a mixture, kept in the user cache under what the offline tasks are
+    built from (the suite's three modules and the versions of the three packages whose data
+    they read), so a later process reads it instead of building the tasks again."""
+    import importlib.metadata
+
+    from spot.data.offline import corpus, sources, suite
+    from spot.fileio import atomic_write_text
+
+    inputs = {"members": list(members),
+              "modules": {Path(m.__file__).name: _file_digest(Path(m.__file__))
+                          for m in (suite, sources, corpus)},
+              "corpus": [f"{p.name}:{_file_digest(p)}" for p in corpus_files()[:3]],
+              "packages": {name: _version(importlib.metadata, name)
+                           for name in ("gensim", "vaderSentiment", "textblob")}}
+    tag = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_root() / "stage-digests" / f"{tag}.txt"
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+            return text
+    except OSError:
+        pass
+    blob = {m: (suite.build_task(m, 0).splits["train"] if m in suite.TASK_NAMES else None)
+            for m in members}
+    digest = hashlib.sha256(json.dumps({"members": list(members), "train": blob},
+                                       sort_keys=True).encode()).hexdigest()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, digest + "\n")
+    except OSError:
+        pass  # a read-only cache: computed again next time
+    return digest
+
+
+def _version(metadata, name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def data_digest(vocabulary: Path, recipe: BackboneRecipe | None = None) -> dict[str, str]:
     """Digests of the vocabulary model's bytes and of the corpus files (a few ms: about
-    2.5 MB hashed once per process)."""
+    2.5 MB hashed once per process), and with a multi-task stage in `recipe`, of its
+    training data (`stage_digest`)."""
     corpus = hashlib.sha256("|".join(f"{p.name}:{_file_digest(p)}" for p in corpus_files())
                             .encode()).hexdigest()
-    return {"vocabulary": _file_digest(Path(vocabulary)), "corpus": corpus}
+    out = {"vocabulary": _file_digest(Path(vocabulary)), "corpus": corpus}
+    if recipe is not None and (stage := stage_digest(recipe)) is not None:
+        out["stage"] = stage
+    return out
 
 
 def backbone_key(recipe: BackboneRecipe, vocabulary: Path | None = None) -> str:
-    """The cache key: the recipe, the vocabulary's bytes and the corpus's identity, so a build
-    on another corpus or vocabulary never reuses (or overwrites) this one."""
+    """The cache key: the recipe, the vocabulary's bytes, the corpus's identity and the
+    stage's training data, so a build on another corpus, vocabulary or task mixture never
+    reuses (or overwrites) this one."""
     vocabulary = vocabulary or vocabulary_path(recipe, build=False)
     if not Path(vocabulary).is_file():
         return f"{recipe.key()}-novocab"  # nothing can be built or cached under it yet
-    blob = json.dumps({"recipe": recipe.key(), **data_digest(vocabulary)}, sort_keys=True)
+    blob = json.dumps({"recipe": recipe.key(), **data_digest(vocabulary, recipe)},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -430,6 +430,46 @@ _build_snippet_source = _build_prose(
     lambda doc, s, rng: None if (x := _snippet(s, rng)) is None else (_source_of(doc), x))
 
 
+# A word is characteristic of one source when its rate per corpus token there is at least this
+# many times its rate in the other (add-0.5 smoothing) and it occurs at least this often there.
+_WORD_SOURCE_RATIO = 4.0
+_WORD_SOURCE_MIN_COUNT = 3
+
+
+def word_source_pools(seed: int = 0) -> dict[str, list[str]]:
+    """{label: sorted words} for `offline_word_source`, from the *training* documents only:
+    words of 3+ letters whose per-token rate is `_WORD_SOURCE_RATIO` times higher in the
+    Wikipedia articles ("encyclopedia") or in the Lee news stories ("news") and that occur at
+    least `_WORD_SOURCE_MIN_COUNT` times there."""
+    counts = {"encyclopedia": Counter(), "news": Counter()}
+    for doc, sents in _sentences(seed, "train"):
+        for s in sents:
+            counts[_source_of(doc)].update(_WORD.findall(s.lower()))
+    total = {k: sum(c.values()) for k, c in counts.items()}
+    pools: dict[str, list[str]] = {"encyclopedia": [], "news": []}
+    for w in sorted(set(counts["encyclopedia"]) | set(counts["news"])):
+        rate = {k: (counts[k][w] + 0.5) / total[k] for k in counts}
+        for label, other in (("news", "encyclopedia"), ("encyclopedia", "news")):
+            if (counts[label][w] >= _WORD_SOURCE_MIN_COUNT
+                    and rate[label] >= _WORD_SOURCE_RATIO * rate[other]):
+                pools[label].append(w)
+    return pools
+
+
+def _build_word_source(rng, seed, spec):
+    """Split by word: no validation word is a training word."""
+    per_train, per_val = _per_label(spec)
+    train: Pairs = []
+    val: Pairs = []
+    for label, words in word_source_pools(seed).items():
+        if len(words) < per_train + per_val:
+            raise _short_of(spec, f"{label!r} words", len(words), per_train + per_val)
+        words = _shuffled(words, rng)
+        val += [(f"word source: {w}", label) for w in words[:per_val]]
+        train += [(f"word source: {w}", label) for w in words[per_val:per_val + per_train]]
+    return _shuffled(train, rng), _shuffled(val, rng)
+
+
 def _sentence_pairs(spec: _Spec, rng: np.random.Generator, groups: list[list[str]], per: int,
                     split: str) -> list[tuple[str, str, str]]:
     """`per` distinct same-group pairs (drawn from all of them) and `per` cross-group pairs."""
@@ -532,10 +572,10 @@ _WHY_POS = ("All ask for the coarse part of speech of one word with the same lab
 _WHY_RELATION = ("Every task is the same yes/no question about a base word and a candidate "
                  "inflection, with the same input format; negatives include other inflections "
                  "of the same base, so each sibling teaches telling suffixes apart.")
-_WHY_TEXT = ("All read corpus sentences and judge where they come from: the source's style "
-             "from a whole sentence or a few of its words (encyclopedia/news labels shared), "
-             "whether two sentences share a document, whether a sentence belongs under a "
-             "title (same/different labels shared).")
+_WHY_TEXT = ("All judge where corpus text comes from: the source's style from a whole "
+             "sentence, from a few of its words or from one characteristic word "
+             "(encyclopedia/news labels shared); the extras ask whether two sentences share a "
+             "document or a sentence belongs under a title (same/different labels shared).")
 _WHY_SIMILARITY = ("Both ask whether two words are close in meaning from human ratings; "
                    "wordsim353 rates relatedness, simlex999 strict similarity.")
 
@@ -591,7 +631,13 @@ _SPECS: tuple[_Spec, ...] = (
           "Does a sentence come from a Wikipedia article or a Lee news story? Validation from "
           "held-out documents.",
           _WHY_TEXT, "gensim: Wikipedia dump and Lee corpus"),
-    _Spec("same_article", "text", "source", SAME, (2000, 400), _build_same_article,
+    _Spec("word_source", "text", "source", ("encyclopedia", "news"), (1600, 400),
+          _build_word_source,
+          "Is a word characteristic of the Wikipedia articles or of the Lee news stories? "
+          "Words whose rate per token is 4 times higher in one source of the training "
+          "documents (at least 3 occurrences there); validation words are not training words.",
+          _WHY_TEXT, "gensim: Wikipedia dump and Lee corpus"),
+    _Spec("same_article", "text", "extra", SAME, (2000, 400), _build_same_article,
           "Do two Wikipedia sentences (5-14 words each) come from the same article? "
           "Validation pairs come from held-out articles.",
           _WHY_TEXT, "gensim: Wikipedia dump"),
