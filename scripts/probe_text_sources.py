@@ -65,8 +65,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ratio", type=float, default=4.0)
-    ap.add_argument("--min-count", type=int, default=3)
     args = ap.parse_args()
     from spot.data.offline import suite
 
@@ -92,32 +90,12 @@ def main() -> None:
                 if suite._fits(a, 5, 14, 80) and suite._fits(b, 5, 14, 80):
                     pools["passage_source"][lab].append(f"{a} {b}")
         rows[split] = pools
-    # word_source: a word of the training documents whose rate per token is at least RATIO
-    # times higher in one source than in the other (add-0.5 smoothing), seen at least MIN
-    # times in that source; words are split between train and validation at random
-    import re
-    counts = {"encyclopedia": Counter(), "news": Counter()}
-    for d, ss in suite._sentences(args.seed, "train"):
-        for s in ss:
-            counts[src(d)].update(w for w in re.findall(r"[a-z]+", s.lower()) if len(w) >= 3)
-    tot = {k: sum(c.values()) for k, c in counts.items()}
-    pools = {"encyclopedia": [], "news": []}
-    for w in sorted(set(counts["encyclopedia"]) | set(counts["news"])):
-        rn = (counts["news"][w] + 0.5) / tot["news"]
-        re_ = (counts["encyclopedia"][w] + 0.5) / tot["encyclopedia"]
-        if counts["news"][w] >= args.min_count and rn >= args.ratio * re_:
-            pools["news"].append(w)
-        elif counts["encyclopedia"][w] >= args.min_count and re_ >= args.ratio * rn:
-            pools["encyclopedia"].append(w)
-    rng = np.random.default_rng(2)
-    split_pools = {"train": {}, "validation": {}}
-    for y, ws in pools.items():
-        ws = [ws[i] for i in rng.permutation(len(ws))]
-        cut = len(ws) // 5
-        split_pools["validation"][y], split_pools["train"][y] = ws[:cut], ws[cut:]
+    # word_source: the suite's own task (`suite.word_source_pools`, split by word)
+    built = suite.build_task("offline_word_source", args.seed).splits
     for split in rows:
-        rows[split]["word_source"] = split_pools[split]
-    print("corpus tokens (3+ letters) per source:", tot)
+        rows[split]["word_source"] = {
+            y: [ex["inputs"].removeprefix("word source: ") for ex in built[split]
+                if ex["targets"] == y] for y in ("encyclopedia", "news")}
     report = {}
     for task in rows["train"]:
         sizes = {split: {y: len(set(v)) for y, v in rows[split][task].items()}

@@ -204,17 +204,17 @@ def stage_digest(recipe: BackboneRecipe) -> str | None:
 
 def _stage_digest_on_disk(members: tuple[str, ...]) -> str:
     """`stage_digest` of a mixture, kept in the user cache under what the offline tasks are
-    built from (the suite's three modules and the versions of the three packages whose data
-    they read), so a later process reads it instead of building the tasks again."""
+    built from (the suite's module, the corpus files and their modules, and the versions of
+    the three packages whose data they read), so a later process reads it instead of
+    building the tasks again."""
     import importlib.metadata
 
-    from spot.data.offline import corpus, sources, suite
+    from spot.data.offline import suite
     from spot.fileio import atomic_write_text
 
     inputs = {"members": list(members),
-              "modules": {Path(m.__file__).name: _file_digest(Path(m.__file__))
-                          for m in (suite, sources, corpus)},
-              "corpus": [f"{p.name}:{_file_digest(p)}" for p in corpus_files()[:3]],
+              "files": [f"{p.name}:{_file_digest(p)}"
+                        for p in (Path(suite.__file__), *corpus_files())],
               "packages": {name: _version(importlib.metadata, name)
                            for name in ("gensim", "vaderSentiment", "textblob")}}
     tag = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
