@@ -198,11 +198,21 @@ class TrainPool:
             executor.shutdown(wait=True)
             return
         workers = list((getattr(executor, "_processes", None) or {}).values())
+        manager = getattr(executor, "_executor_manager_thread", None)
         executor.shutdown(wait=False, cancel_futures=True)
         for worker in workers:
             worker.terminate()
+        deadline = time.monotonic() + 30
         for worker in workers:
-            worker.join(timeout=30)
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        # The executor's own thread reaps the same workers (waitpid) at the same time: a
+        # join that loses that race returns before the exit code is recorded, so the worker
+        # would still read as alive. Its thread records it; wait for that thread.
+        if manager is not None:
+            manager.join(timeout=max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            while worker.exitcode is None and time.monotonic() < deadline:
+                time.sleep(0.01)
 
     def __enter__(self) -> "TrainPool":
         return self
