@@ -115,6 +115,10 @@ class TrainConfig:
     # batch (up to float summation order), with less memory at once. On CPU small parts are
     # also faster per example (docs/performance.md, "Microbatches"); 1 keeps the plain step.
     microbatches: int = 1
+    # Score the initial prompt (or model) once before the first step, into OUT/initial.json:
+    # what the frozen model does before any tuning, the floor a run's gain is read against.
+    # Not a checkpoint: it never becomes the best one.
+    eval_at_start: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

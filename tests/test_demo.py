@@ -46,6 +46,7 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
                  "fig_transfer_heatmap.png", "fig_transfer_heatmap.pdf",
                  "fig_similarity_clustermap.png", "fig_similarity_vs_transfer.png"):
         assert (out / name).exists(), name
+    from spot.data import registry
     from spot.data.offline.suite import SOURCE_TASKS, TARGET_TASKS
 
     with open(out / "results.csv", newline="") as f:
@@ -73,7 +74,25 @@ def test_demo_miniature(tmp_path, cache, monkeypatch):
         assert t["best_of_top_k"] == pytest.approx(np.mean(
             [by[(t["best_of_top_k_source"], t["target"], seed)] for seed in ("0", "1")]))
     assert set(summary["summary"]["baseline_n"].values()) == {2}
+    # The untrained initial prompt of every baseline (class labels) and source (sampled
+    # vocabulary) run, scored before its first step; transfers and the mixture do not.
+    runs = out / "runs"
+    for t in summary["targets"]:
+        initial = [json.loads((runs / f"target-{t['target']}-from-none-s{seed}" / "initial.json")
+                              .read_text())["score"] for seed in (0, 1)]
+        assert t["untrained"] == pytest.approx(np.mean(initial))
+        assert t["untrained_std"] == pytest.approx(np.std(initial, ddof=1))
+        assert t["majority"] == pytest.approx(100.0 / len(registry.get(t["target"]).label_words))
+    assert [src["source"] for src in summary["sources"]] == list(SOURCE_TASKS)
+    for src in summary["sources"]:
+        best = [json.loads((runs / f"source-{src['source']}-s{seed}" / "summary.json")
+                           .read_text()) for seed in (0, 1)]
+        assert src["score"] == pytest.approx(np.mean([b["best_score"] for b in best]))
+        assert src["untrained"] == pytest.approx(np.mean([b["initial_score"] for b in best]))
+    assert not list(runs.glob("target-*-from-offline_*/initial.json"))
+    assert not list(runs.glob("*mixture*/initial.json"))
     tables = render_tables(report)
+    assert "untrained prompt" in tables and "Sources (" in tables
     assert "transfer helps?" in tables and all(t in tables for t in TARGET_TASKS)
     assert "over 2 seeds" in tables and " ± " in tables
     # A rerun resumes every finished run instead of training again: no run's metrics change.
@@ -126,7 +145,7 @@ def test_table_names_the_oracle_only_when_it_is_unique():
     rows = {line.split(" | ")[0].lstrip("| "): line for line in render_tables(report).splitlines()
             if line.startswith("| t_")}
     assert "61.00 (b)" in rows["t_unique"]
-    assert "50.00 (all tie)" in rows["t_all"] and "(a)" not in rows["t_all"].split("|")[6]
+    assert "50.00 (all tie)" in rows["t_all"] and "(a)" not in rows["t_all"].split("|")[8]
     assert "58.00 (2 sources tie)" in rows["t_two"]
     assert oracle_of({"a": 50.0, "b": 58.0, "c": 58.0})["oracle_source"] == "b"
 
@@ -151,3 +170,32 @@ def test_transfer_verdict_calls_a_gain_within_the_spread_over_seeds_noise():
     assert _verdict(tie) == "within noise (+2.2, std 3.0)"
     assert _verdict({**tie, "generic_spot_std": 3.0, "weighted_top_k_std": 1.0}) == \
         "within noise (+2.2, std 3.0)"
+
+
+def test_tables_read_each_score_against_the_untrained_prompt():
+    """The shipped backbone's figures at seed 0 (2026-12-03): snippet_source's untrained
+    class-label prompt already scores 67.0 of from scratch's 69.0, review_polarity's 51.0 of
+    62.0; a report from before untrained scores were kept prints n/a."""
+    from spot.workflows.demo import oracle_of, render_tables
+
+    def target(name, majority, untrained, baseline):
+        return {"target": name, "majority": majority, "untrained": untrained,
+                "baseline": baseline, "generic_spot": baseline, "best_of_top_k": baseline,
+                "best_of_top_k_source": "a", "weighted_top_k": baseline,
+                **oracle_of({"a": baseline})}
+
+    report = {"targets": [target("t_snippet", 50.0, 67.0, 69.0),
+                          target("t_review", 50.0, 51.0, 62.0),
+                          {**target("t_old", 50.0, None, 60.0), "untrained": None}],
+              "sources": [{"source": "s_text", "majority": 50.0, "untrained": 81.0,
+                           "score": 80.5}],
+              "retrieval_quality": {"avg_cosine": {"n": 3, "spearman": None}},
+              "total_seconds": 60.0}
+    text = render_tables(report)
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in text.splitlines()
+            if line.startswith("| t_") or line.startswith("| s_")}
+    assert rows["t_snippet"][1:4] == ["50.00", "67.00", "69.00"]
+    assert rows["t_old"][2] == "n/a"
+    assert rows["s_text"][1:5] == ["50.00", "81.00", "80.50", "-0.50 |"]
+    flagged = [line for line in text.splitlines() if "most of from scratch" in line]
+    assert len(flagged) == 1 and "t_snippet" in flagged[0] and "t_review" not in flagged[0]

@@ -44,7 +44,7 @@ RESUME_ORDER = ("own checkpoint in OUT/checkpoints", "--init prompt file", "init
 _RESUMABLE_CHANGES = {"train.steps", "train.progress", "train.log_every", "train.out_dir",
                       "train.eval_every", "train.checkpoint_every", "data.eval_batch_size",
                       "model.attention_impl", "model.remat", "train.microbatches", "mesh.data",
-                      "mesh.model", "mesh.multihost"}
+                      "mesh.model", "mesh.multihost", "train.eval_at_start"}
 
 Evaluate = Callable[[dict, dict], tuple[dict[str, Any], float]]
 
@@ -59,6 +59,8 @@ class RunResult:
     prompt_paths: dict[str, Path]
     resumed_from: int | None
     seconds: float
+    # The evaluation of the initial prompt (`train.eval_at_start`; None when not asked for).
+    initial_score: float | None = None
 
 
 def _flat_config(cfg: dict, prefix: str = "") -> dict[str, Any]:
@@ -482,7 +484,8 @@ def _write_summary(result: RunResult, metadata: Mapping[str, Any]) -> None:
     summary = {"final_step": result.final_step, "best_step": result.best_step,
                "best_score": result.best_score, "best_metrics": result.best_metrics,
                "prompts": {k: str(v.relative_to(out_dir)) for k, v in result.prompt_paths.items()},
-               "resumed_from": result.resumed_from, **{k: v for k, v in metadata.items()
+               "resumed_from": result.resumed_from, "initial_score": result.initial_score,
+               **{k: v for k, v in metadata.items()
                                                       if isinstance(v, (str, int, float))}}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
 
@@ -509,6 +512,7 @@ def run_loop(config: RunConfig, pieces: RunPieces, *, log: Callable[[str], None]
     state, run = restore_or_init(config, pieces, mesh, log=log, step_cache=step_cache)
     _log_sizes(state, run.frozen, t_cfg.mode == "model", mesh, log)
     outputs = RunOutputs.open(out_dir, config, pieces.metadata, run.start_step)
+    initial = _initial_evaluation(t_cfg, pieces, state, run, out_dir)
     hooks = PeriodicHooks(t_cfg, outputs, pieces.evaluate, run.manager)
     progress = _progress_bar(t_cfg, run.start_step, pieces.metadata)
     losses = LossLog(outputs.writer, run.manager, out_dir / "checkpoints", progress)
@@ -538,9 +542,35 @@ def run_loop(config: RunConfig, pieces: RunPieces, *, log: Callable[[str], None]
     result = RunResult(out_dir=out_dir, final_step=step, best_step=best.step,
                        best_score=best.score, best_metrics=best.metrics,
                        prompt_paths=outputs.prompt_paths, resumed_from=run.resumed_from,
-                       seconds=time.time() - started_at)
+                       seconds=time.time() - started_at,
+                       initial_score=None if initial is None else initial["score"])
     _write_summary(result, pieces.metadata)
     return result
+
+
+INITIAL_FILE = "initial.json"
+
+
+def _initial_evaluation(t_cfg: TrainConfig, pieces: RunPieces, state: dict, run: Started,
+                        out_dir: Path) -> dict[str, Any] | None:
+    """`train.eval_at_start`: the initial trainables scored once (OUT/initial.json, kept
+    across resumes; a resumed run that lacks it rebuilds the initial prompt and scores that,
+    not the restored one). None when not asked for or the run has no evaluation."""
+    if not t_cfg.eval_at_start or pieces.evaluate is None:
+        return None
+    path = out_dir / INITIAL_FILE
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(saved, dict) and isinstance(saved.get("score"), (int, float)):
+                return saved
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pass  # a file no run of ours wrote whole: score again
+    trainable = state["trainable"] if run.start_step == 0 else pieces.initial_trainable()
+    metrics, score = pieces.evaluate(trainable, run.frozen)
+    initial = {"step": 0, "score": float(score), "metrics": metrics}
+    atomic_write_text(path, json.dumps(initial, indent=2, sort_keys=True, default=float))
+    return initial
 
 
 def _flatten_eval(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -129,14 +129,19 @@ class _Session:
         return _base_config(self.demo, self.out)
 
     def fit(self, config):
-        """Input length fitted to the run's task; evaluation at least once, one checkpoint."""
+        """Input length fitted to the run's task; evaluation at least once, one checkpoint.
+        A source or baseline run (from sampled vocabulary or class labels) also scores its
+        untrained prompt: what the frozen backbone does with it before any tuning, the floor
+        the run's gain is read against. Transfers and the mixture do not."""
         from spot.config import apply_overrides
 
         steps = config.train.steps
         length = fitted_input_length(config.task_or_mixture, self.vocab, self.demo.input_length)
         return apply_overrides(config, {"data.input_length": length,
                                         "train.eval_every": min(self.demo.eval_every, steps),
-                                        "train.checkpoint_every": steps})
+                                        "train.checkpoint_every": steps,
+                                        "train.eval_at_start": (config.prompt.init != "file"
+                                                                and not config.data.mixture)})
 
     @property
     def seeds(self) -> list[int]:
@@ -175,6 +180,11 @@ class _Grid:
     transfer: dict[str, dict[str, float]]  # target -> source -> mean score
     source_prompts: dict[str, dict[int, Path]]  # source -> seed -> best prompt
     embeddings: dict[str, np.ndarray]  # sources then targets -> task embedding
+    # source or target -> seed -> score of its untrained initial prompt, and of the
+    # tuned prompt on its own task for sources (a run folder from before the untrained
+    # score was kept has none: that seed is left out)
+    untrained: dict[str, dict[int, float]] = dataclasses.field(default_factory=dict)
+    sources: dict[str, dict[int, float]] = dataclasses.field(default_factory=dict)
 
 
 def _run_grid(s: _Session) -> _Grid:
@@ -197,6 +207,17 @@ def _run_grid(s: _Session) -> _Grid:
     def prompts(source: str, target: str, seed: int) -> dict[str, Path]:
         return run_prompts(s.out / "runs" / Cell(source, target, seed).run_name)
 
+    untrained: dict[str, dict[int, float]] = {}
+    sources: dict[str, dict[int, float]] = {}
+    for task, cell_source in [*((t, "source") for t in SOURCE_TASKS),
+                              *((t, "none") for t in TARGET_TASKS)]:
+        for seed in s.seeds:
+            run = s.out / "runs" / Cell(cell_source, task, seed).run_name
+            summary = _read_json(run / "summary.json")
+            if summary.get("initial_score") is not None:
+                untrained.setdefault(task, {})[seed] = float(summary["initial_score"])
+            if cell_source == "source" and summary.get("best_score") is not None:
+                sources.setdefault(task, {})[seed] = float(summary["best_score"])
     first = demo.seed
     embeddings = {task: load_prompt(prompts("source", task, first)["embedding"])
                   for task in SOURCE_TASKS}
@@ -207,7 +228,22 @@ def _run_grid(s: _Session) -> _Grid:
                            for t in TARGET_TASKS},
                  source_prompts={task: {seed: prompts("source", task, seed)["best"]
                                         for seed in s.seeds} for task in SOURCE_TASKS},
-                 embeddings=embeddings)
+                 embeddings=embeddings, untrained=untrained, sources=sources)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A run's JSON file as a dict; {} when it is missing or not a JSON object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _mean_std(per_seed: dict[int, float] | None) -> tuple[float | None, float | None]:
+    if not per_seed:
+        return None, None
+    return _mean_of(per_seed), _std_of(per_seed)
 
 
 def _mean_of(per_seed: dict[int, float]) -> float:
@@ -329,8 +365,11 @@ def _run_phases(s: _Session) -> tuple[_Grid, dict[str, Any], dict[str, Any]]:
         started = {target: _start_targeted(s, grid, library, target) for target in grid.baseline}
     for target, baseline in grid.baseline.items():
         picked = _finish_targeted(s, started[target])
+        untrained, untrained_std = _mean_std(grid.untrained.get(target))
         targeted.append({"target": target, "baseline": baseline,
                          "baseline_std": _std_of(grid.runs[("none", target)]),
+                         "untrained": untrained, "untrained_std": untrained_std,
+                         "majority": _majority(target),
                          "generic_spot": _mean_of(generic[target]),
                          "generic_spot_std": _std_of(generic[target]), **picked,
                          **oracle_of(grid.transfer[target]), "seeds": s.seeds})
@@ -360,7 +399,15 @@ def _analyse(s: _Session, grid: _Grid, results_csv: Path, targeted: list[dict[st
     summary = summarize(read_results(results_csv), similarities=sims)
     quality = {metric: mean_quality(list(summary["ranking_quality"][metric].values()))
                for metric in sims}
-    return {"targets": targeted, "retrieval_quality": quality, "baseline": dict(grid.baseline),
+    sources = []
+    for task, per_seed in grid.sources.items():
+        score, std = _mean_std(per_seed)
+        untrained, untrained_std = _mean_std(grid.untrained.get(task))
+        sources.append({"source": task, "majority": _majority(task), "score": score,
+                        "score_std": std, "untrained": untrained, "untrained_std": untrained_std,
+                        "seeds": sorted(per_seed)})
+    return {"targets": targeted, "sources": sources, "retrieval_quality": quality,
+            "baseline": dict(grid.baseline),
             "summary": summary, "timings_seconds": s.timings,
             "total_seconds": None,  # set once the analysis is done
             "config": dataclasses.asdict(s.demo)}
@@ -403,6 +450,14 @@ def oracle_of(grid: dict[str, float]) -> dict[str, Any]:
             "num_sources": len(grid)}
 
 
+def _majority(task: str) -> float:
+    """The majority-class baseline: the suite's classes are balanced, and so is the
+    evaluated subset (`spot.data.pipeline`)."""
+    from spot.data import registry
+
+    return 100.0 / len(registry.get(task).label_words)
+
+
 def _oracle_label(target: dict[str, Any]) -> str:
     ties = target["oracle_ties"]
     if len(ties) == 1:
@@ -414,6 +469,17 @@ def _pm(target: dict[str, Any], key: str) -> str:
     """A score with its std over seeds when there is one."""
     std = target.get(f"{key}_std")
     return f"{target[key]:.2f}" + ("" if std is None else f" ± {std:.1f}")
+
+
+def _opt(row: dict[str, Any], key: str, *, pm: bool = False) -> str:
+    """A figure that may be missing (a run folder from before it was recorded): "n/a"."""
+    if row.get(key) is None:
+        return "n/a"
+    return _pm(row, key) if pm else f"{row[key]:.2f}"
+
+
+def _gain(score: float | None, floor: float | None) -> str:
+    return "n/a" if score is None or floor is None else f"{score - floor:+.2f}"
 
 
 _STRATEGIES = ("generic_spot", "best_of_top_k", "weighted_top_k")
@@ -437,22 +503,41 @@ def _verdict(target: dict[str, Any]) -> str:
 
 
 def render_tables(report: dict[str, Any]) -> str:
-    lines = ["", "Targets (validation score, best checkpoint):",
-             "| target | baseline | generic SPoT (mixture) | targeted best-of-top-k | "
-             "targeted weighted | oracle | transfer helps? |",
-             "|---|---|---|---|---|---|---|"]
+    lines = []
+    if report.get("sources"):
+        lines += ["", "Sources (validation score of each source prompt on its own task):",
+                  "| source | majority | untrained prompt | tuned prompt | tuning added |",
+                  "|---|---|---|---|---|"]
+        for src in report["sources"]:
+            lines.append(f"| {src['source']} | {_opt(src, 'majority')} | "
+                         f"{_opt(src, 'untrained', pm=True)} | {_opt(src, 'score', pm=True)} | "
+                         f"{_gain(src.get('score'), src.get('untrained'))} |")
+    lines += ["", "Targets (validation score, best checkpoint; \"untrained prompt\" is the "
+              "initial prompt before any tuning (class labels for targets, sampled vocabulary "
+              "for sources): what the frozen backbone does with it):",
+              "| target | majority | untrained prompt | from scratch (baseline) | "
+              "generic SPoT (mixture) | targeted best-of-top-k | targeted weighted | oracle | "
+              "transfer helps? |",
+              "|---|---|---|---|---|---|---|---|---|"]
     seeds = 1
     for t in report["targets"]:
         seeds = len(t.get("seeds", [None]))
         verdict = _verdict(t)
         lines.append(
-            f"| {t['target']} | {_pm(t, 'baseline')} | {_pm(t, 'generic_spot')} | "
+            f"| {t['target']} | {_opt(t, 'majority')} | {_opt(t, 'untrained', pm=True)} | "
+            f"{_pm(t, 'baseline')} | {_pm(t, 'generic_spot')} | "
             f"{_pm(t, 'best_of_top_k')} ({t['best_of_top_k_source']}) | "
             f"{_pm(t, 'weighted_top_k')} | {t['oracle']:.2f} ({_oracle_label(t)}) | {verdict} |")
     lines.append(("(one seed" if seeds == 1 else f"(mean ± sample std over {seeds} seeds")
                  + f"; at most {report.get('config', {}).get('max_eval_examples', 200)} "
                  "validation examples per target, so differences of a few points are within "
                  "noise)")
+    floor = [t["target"] for t in report["targets"] if t.get("untrained") is not None
+             and t["baseline"] - t["untrained"] < 0.5 * (t["baseline"] - t.get("majority", 0.0))]
+    if floor:
+        lines.append(f"(on {', '.join(floor)}, most of from scratch's lead over the majority "
+                     "was there before any tuning: the frozen backbone with the untrained prompt "
+                     "does most of the task by itself, so no prompt has much to add)")
     lines += ["", "Retrieval quality against the measured transfers (mean over targets):",
               "| metric | " + " | ".join(next(iter(report["retrieval_quality"].values()))) + " |",
               "|---|" + "---|" * len(next(iter(report["retrieval_quality"].values())))]

@@ -166,3 +166,54 @@ def test_runs_sharing_a_step_cache_reuse_the_jitted_step(tmp_path, t5):
     assert len(cache) == 3  # another module object never shares a step
     _run(_config(tmp_path / "f"), t5)
     assert len(cache) == 3 and cache.steps()[0] is cached
+
+
+def _prompt_sum(trainable, frozen):
+    """An evaluation that tells prompts apart: the score is the prompt's sum."""
+    return {"accuracy": 0.5}, float(np.asarray(trainable["prompt"], np.float64).sum())
+
+
+def test_eval_at_start_scores_the_initial_prompt_and_never_makes_it_the_best(tmp_path, t5):
+    config = _config(tmp_path / "run", **{"train.eval_at_start": True})
+    result = _run(config, t5, evaluate=_prompt_sum)
+    init = init_uniform(0, 4, t5.config.emb_dim)
+    initial = json.loads((tmp_path / "run" / "initial.json").read_text())
+    assert initial["step"] == 0 and initial["metrics"] == {"accuracy": 0.5}
+    assert initial["score"] == pytest.approx(float(init.astype(np.float64).sum()), rel=1e-6)
+    assert result.initial_score == initial["score"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["initial_score"] == initial["score"]
+    # the periodic evaluations and the best checkpoint are those of a run without it
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [r["step"] for r in rows if r["kind"] == "eval"] == [6, 12]
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["step"] in (6, 12) and result.best_step == best["step"]
+    plain = _run(_config(tmp_path / "plain"), t5, evaluate=_prompt_sum)
+    assert plain.initial_score is None and not (tmp_path / "plain" / "initial.json").exists()
+    assert (plain.best_step, plain.best_score) == (result.best_step, result.best_score)
+
+
+def test_a_resumed_run_missing_its_initial_score_scores_the_initial_prompt_not_the_restored(
+        tmp_path, t5):
+    first = _run(_config(tmp_path / "run", **{"train.steps": 8, "train.eval_at_start": True}),
+                 t5, evaluate=_prompt_sum)
+    from spot.model.prompt_files import load_prompt
+
+    restored_sum = float(load_prompt(first.prompt_paths["final"]).astype(np.float64).sum())
+    assert restored_sum != pytest.approx(first.initial_score, rel=1e-6)  # the test can tell
+    (tmp_path / "run" / "initial.json").unlink()
+    resumed = _run(_config(tmp_path / "run", **{"train.steps": 12, "train.eval_at_start": True}),
+                   t5, evaluate=_prompt_sum)
+    assert resumed.resumed_from == 8
+    assert resumed.initial_score == pytest.approx(first.initial_score, rel=1e-6)
+    # a run of ours that has it keeps it (the file is read, not recomputed)
+    path = tmp_path / "run" / "initial.json"
+    path.write_text(json.dumps({"step": 0, "score": 123.0, "metrics": {}}))
+    again = _run(_config(tmp_path / "run", **{"train.steps": 16, "train.eval_at_start": True}),
+                 t5, evaluate=_prompt_sum)
+    assert again.initial_score == 123.0
+    # asking for it on resume of a run that started without it is allowed (not a config change)
+    _run(_config(tmp_path / "late", **{"train.steps": 4}), t5, evaluate=_prompt_sum)
+    late = _run(_config(tmp_path / "late", **{"train.steps": 8, "train.eval_at_start": True}),
+                t5, evaluate=_prompt_sum)
+    assert late.initial_score == pytest.approx(first.initial_score, rel=1e-6)
