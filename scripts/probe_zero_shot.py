@@ -13,8 +13,8 @@ targets are scored on the development split of `probe_target_recipe.py` (a class
 quarter of the training split) instead of their validation split. One JSON line per task
 goes to `--out`.
 
-    python scripts/probe_zero_shot.py --out scripts/results/zero_shot.jsonl
-    python scripts/probe_zero_shot.py --init none --out scripts/results/zero_shot.jsonl
+    python scripts/probe_zero_shot.py --out scripts/results/untrained_floor.jsonl
+    python scripts/probe_zero_shot.py --init none --out scripts/results/untrained_floor.jsonl
 """
 
 from __future__ import annotations
