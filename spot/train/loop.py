@@ -485,8 +485,7 @@ def _write_summary(result: RunResult, metadata: Mapping[str, Any]) -> None:
                "best_score": result.best_score, "best_metrics": result.best_metrics,
                "prompts": {k: str(v.relative_to(out_dir)) for k, v in result.prompt_paths.items()},
                "resumed_from": result.resumed_from, "initial_score": result.initial_score,
-               **{k: v for k, v in metadata.items()
-                                                      if isinstance(v, (str, int, float))}}
+               **{k: v for k, v in metadata.items() if isinstance(v, (str, int, float))}}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
 
 
