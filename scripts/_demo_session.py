@@ -34,3 +34,11 @@ def append_row(path: str | Path, row: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def score_as_it_stands(session: Any, name: str, overrides: dict, seed: int) -> float:
+    """The demo's evaluation of a run's starting point, before any tuning: one step at a
+    learning rate of 1e-9 (the update is far below float resolution), best score. With
+    `train.mode = model` in `overrides` it scores the bare model with no prompt."""
+    r = session.train(name, {**overrides, "train.steps": 1, "optimizer.learning_rate": 1e-9}, seed)
+    return r.best_score

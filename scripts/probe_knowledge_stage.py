@@ -112,7 +112,7 @@ def main() -> None:
         cache.mkdir(parents=True, exist_ok=True)
         shutil.copytree(vocab_dir.parent, cache / vocab_dir.parent.name)
 
-    from scripts._demo_session import append_row
+    from scripts._demo_session import append_row, score_as_it_stands
     from spot.data import registry
     from spot.data.offline.backbone import EMBEDDED_RECIPE
     from spot.data.offline.suite import SOURCE_TASKS, TARGET_TASKS
@@ -142,10 +142,9 @@ def main() -> None:
                               "stage_steps": args.stage_steps, "seed": args.seed, **extra})
 
     for task in [*SOURCE_TASKS, *TARGET_TASKS]:
-        bare = s.train(f"bare-{task}", {"data.task": task, "train.steps": 1,
-                                        "optimizer.learning_rate": 1e-9,
-                                        "train.mode": "model"}, args.seed)
-        row(task, "no_prompt", bare.best_score)
+        bare = score_as_it_stands(s, f"bare-{task}", {"data.task": task, "train.mode": "model"},
+                                  args.seed)
+        row(task, "no_prompt", bare)
     prompts = {}
     for task in SOURCE_TASKS:
         r = s.train(f"source-{task}", {"data.task": task, "train.steps": cfg.source_steps,

@@ -40,7 +40,7 @@ def main() -> None:
                     help="score targets on a dev split of their training split")
     args = ap.parse_args()
 
-    from scripts._demo_session import append_row, demo_session
+    from scripts._demo_session import append_row, demo_session, score_as_it_stands
     from spot.data import registry
     from spot.data.offline.suite import SOURCE_TASKS, TARGET_TASKS
 
@@ -54,11 +54,10 @@ def main() -> None:
             name, _, _ = register_dev(task, 0.25, 1234)
         t0 = time.perf_counter()
         how = ({"train.mode": "model"} if args.init == "none" else {"prompt.init": args.init})
-        r = s.train(f"zero-{name}-{args.init}", {
-            "data.task": name, "train.steps": 1, "optimizer.learning_rate": 1e-9, **how}, 0)
+        score = score_as_it_stands(s, f"zero-{name}-{args.init}", {"data.task": name, **how}, 0)
         append_row(args.out, {
             "task": task, "scored_on": "dev" if name != task else "validation",
-            "init": args.init, "score_untrained": r.best_score,
+            "init": args.init, "score_untrained": score,
             "majority": 100.0 / len(registry.get(task).label_words),
             "seconds": round(time.perf_counter() - t0, 1)})
 

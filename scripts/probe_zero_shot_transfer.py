@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from scripts._demo_session import append_row, demo_session
+    from scripts._demo_session import append_row, demo_session, score_as_it_stands
     from spot.data import registry
     from spot.data.offline.suite import SOURCE_TASKS, TARGET_TASKS
 
@@ -33,13 +33,12 @@ def main() -> None:
         src = s.train(f"source-{source}", {"data.task": source, "train.steps": cfg.source_steps,
                                            "prompt.init": "class_labels"}, args.seed)
         for target in TARGET_TASKS:
-            r = s.train(f"zero-{target}-from-{source}", {
-                "data.task": target, "train.steps": 1, "optimizer.learning_rate": 1e-9,
-                "prompt.init": "file", "prompt.init_path": str(src.prompt_paths["best"])},
-                args.seed)
+            score = score_as_it_stands(s, f"zero-{target}-from-{source}", {
+                "data.task": target, "prompt.init": "file",
+                "prompt.init_path": str(src.prompt_paths["best"])}, args.seed)
             append_row(args.out, {
                 "source": source, "target": target, "seed": args.seed,
-                "source_score": src.best_score, "zero_shot_on_target": r.best_score,
+                "source_score": src.best_score, "zero_shot_on_target": score,
                 "target_family": registry.get(target).family,
                 "source_family": registry.get(source).family,
                 "majority": 100.0 / len(registry.get(target).label_words)})
