@@ -60,11 +60,17 @@ class PromptConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """Adafactor with constant learning rate and decoupled weight decay.
+    """Adafactor with decoupled weight decay, at a constant learning rate (the paper's
+    recipe) unless `schedule` says otherwise.
 
     `learning_rate` and `factored` left unset (None) take the training mode's recipe when
     the config is resolved (`RunConfig.resolve`, see `MODE_DEFAULTS`): prompt tuning 0.3
     unfactored, model tuning 1e-3 factored. A value set anywhere wins.
+
+    `schedule`: constant | linear | cosine. The rate rises linearly from 0 over
+    `warmup_steps` (0: no warmup), then stays at `learning_rate` (constant) or falls to 0
+    at step `decay_steps` (linear, cosine; 0: the run's `train.steps`, filled in when the
+    config is resolved) and stays there.
     """
 
     learning_rate: float | None = None
@@ -74,6 +80,9 @@ class OptimizerConfig:
     epsilon: float = 1e-30
     factored: bool | None = None  # the prompt stays unfactored; model tuning factors matrices
     z_loss: float = 1e-4
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    decay_steps: int = 0
 
     def resolve(self, mode: str = "prompt") -> "OptimizerConfig":
         """Fill the unset fields from `mode`'s recipe."""
@@ -162,6 +171,7 @@ MODE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 _UNSET = {("model", "param_dtype"): "auto"}  # sentinels other than None
 
+LR_SCHEDULES = ("constant", "linear", "cosine")
 REMAT_POLICIES = ("none", *_MODEL_REMAT_POLICIES)  # none, then the model's own policies
 _REMAT_BOOLS = {"true": "full", "1": "full", "yes": "full",
                 "false": "none", "0": "none", "no": "none"}
@@ -181,6 +191,8 @@ def resolve(config: RunConfig) -> RunConfig:
     are kept. The result round-trips through `to_json` / `from_dict`."""
     mode = config.train.mode
     optimizer = config.optimizer.resolve(mode if mode in MODE_DEFAULTS else "prompt")
+    if optimizer.schedule != "constant" and optimizer.decay_steps == 0:
+        optimizer = dataclasses.replace(optimizer, decay_steps=config.train.steps)
     model_changes: dict[str, Any] = {}
     for key, value in MODE_DEFAULTS.get(mode, {}).get("model", {}).items():
         if getattr(config.model, key) == _UNSET.get(("model", key)):
@@ -203,6 +215,7 @@ _CHOICES = {
     ("prompt", "init"): INITIALIZERS,
     ("train", "mode"): ("prompt", "model"),
     ("train", "eval_method"): ("auto", "rank", "decode"),
+    ("optimizer", "schedule"): LR_SCHEDULES,
 }
 
 
@@ -364,6 +377,10 @@ def validate(config: RunConfig) -> RunConfig:
               ("optimizer.clipping_threshold", o.clipping_threshold, o.clipping_threshold > 0,
                "positive"),
               ("optimizer.decay_rate", o.decay_rate, 0 < o.decay_rate <= 1, "in (0, 1]"),
+              ("optimizer.warmup_steps", o.warmup_steps, o.warmup_steps >= 0, ">= 0"),
+              ("optimizer.decay_steps", o.decay_steps,
+               o.schedule == "constant" or o.decay_steps > o.warmup_steps,
+               f"above optimizer.warmup_steps ({o.warmup_steps}) for a {o.schedule} schedule"),
               ("prompt.uniform_scale", p.uniform_scale, p.uniform_scale > 0, "positive")]
     for key, value, ok, want in ranges:
         if not ok:  # also catches a NaN built in Python, which no comparison lets through

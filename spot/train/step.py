@@ -45,16 +45,37 @@ def decoupled_weight_decay(rate: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def learning_rate_schedule(cfg: OptimizerConfig) -> Callable[[jax.Array], jax.Array] | None:
+    """The rate at each update count under `cfg.schedule` and `cfg.warmup_steps`; None for
+    the paper's constant rate (the optimizer then keeps no step count)."""
+    lr, warmup = cfg.learning_rate, cfg.warmup_steps
+    if cfg.schedule == "constant":
+        if not warmup:
+            return None
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup),
+                                     optax.constant_schedule(lr)], [warmup])
+    if not cfg.decay_steps:
+        raise ValueError(f"a {cfg.schedule} schedule needs decay_steps (resolve the RunConfig)")
+    span = cfg.decay_steps - warmup
+    decay = (optax.linear_schedule(lr, 0.0, span) if cfg.schedule == "linear"
+             else optax.cosine_decay_schedule(lr, span))
+    if not warmup:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
+
+
 def make_optimizer(cfg: OptimizerConfig, mode: str = "prompt") -> optax.GradientTransformation:
     """Adafactor with the prompt-tuning recipe: no momentum, no parameter scaling,
-    decay rate 0.8, update clipping 1.0, constant learning rate, decoupled weight decay.
-    Unset fields take `mode`'s recipe (a resolved config has none)."""
+    decay rate 0.8, update clipping 1.0, constant learning rate (or `cfg.schedule`),
+    decoupled weight decay. Unset fields take `mode`'s recipe (a resolved config has none)."""
     cfg = cfg.resolve(mode)
+    schedule = learning_rate_schedule(cfg)
     parts = [
         optax.scale_by_factored_rms(factored=cfg.factored, decay_rate=cfg.decay_rate,
                                     epsilon=cfg.epsilon),
         optax.clip_by_block_rms(cfg.clipping_threshold),
-        optax.scale(-cfg.learning_rate),
+        optax.scale(-cfg.learning_rate) if schedule is None
+        else optax.scale_by_schedule(lambda count: -schedule(count)),
     ]
     if cfg.weight_decay:
         parts.append(decoupled_weight_decay(cfg.weight_decay))
