@@ -30,6 +30,22 @@ def synthetic_batches(seed: int = 0, **kw):
     return batches
 
 
+class Killed(RuntimeError):
+    """A simulated preemption raised by `dying_batches`."""
+
+
+def dying_batches(kill_at: int, seed: int = 0, **kw):
+    """`synthetic_batches`, except that producing the batch of step index `kill_at` raises
+    `Killed` (the process dies mid-run, after whatever checkpoints came before)."""
+    def batches(start_step: int):
+        for i, b in enumerate(synthetic_batches(seed, **kw)(start_step)):
+            if start_step + i == kill_at:
+                raise Killed("simulated preemption")
+            yield b
+
+    return batches
+
+
 def loop_config(out_dir, **overrides):
     """A run-loop config for the synthetic task on test_tiny; `overrides` are dotted keys."""
     from spot.config import RunConfig, apply_overrides

@@ -14,8 +14,8 @@ from spot.model.prompt import init_uniform
 from spot.train.loop import RunPieces, run_loop, trainable_from_prompt
 from spot.train.step_cache import StepCache
 
+from .synthetic import Killed, dying_batches, synthetic_batches
 from .synthetic import loop_config as _config
-from .synthetic import synthetic_batches
 
 
 def _pieces(config, t5, **kw):
@@ -69,21 +69,12 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, t5):
     config = _config(tmp_path / "b")
     prompt = init_uniform(0, 4, t5.config.emb_dim)
 
-    class Killed(RuntimeError):
-        pass
-
-    def dying_batches(start):
-        for i, b in enumerate(synthetic_batches()(start)):
-            if start + i == 6:
-                raise Killed("simulated preemption")
-            yield b
-
     common = dict(out_dir=config.train.out_dir, module=t5.module, frozen=t5.params,
                   initial_trainable=lambda: trainable_from_prompt(
                       prompt, reparameterize=False, hidden=8, seed=0),
                   evaluate=evaluate, metadata={"task": "synthetic"})
     with pytest.raises(Killed):
-        run_loop(config, RunPieces(batches=dying_batches, **common), log=lambda s: None)
+        run_loop(config, RunPieces(batches=dying_batches(6), **common), log=lambda s: None)
     resumed = run_loop(config, RunPieces(batches=synthetic_batches(), **common),
                        log=lambda s: None)
     assert resumed.resumed_from == 4

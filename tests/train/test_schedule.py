@@ -19,7 +19,7 @@ from spot.model.prompt_files import load_prompt
 from spot.train.loop import RunPieces, run_loop, trainable_from_prompt
 from spot.train.step import learning_rate_schedule, make_optimizer
 
-from .synthetic import loop_config, synthetic_batches
+from .synthetic import Killed, dying_batches, loop_config, synthetic_batches
 
 
 def _expected(schedule: str, lr: float, warmup: int, decay: int, t: int) -> float:
@@ -104,18 +104,8 @@ def test_a_decayed_run_stops_moving_once_the_rate_reaches_zero(tmp_path, t5):
 def test_a_scheduled_run_resumes_exactly_and_refuses_another_schedule(tmp_path, t5):
     cfg = {"optimizer.schedule": "cosine", "optimizer.warmup_steps": 2}
     straight = _run(loop_config(tmp_path / "a", **cfg), t5)
-
-    class Killed(RuntimeError):
-        pass
-
-    def dying(start):
-        for i, b in enumerate(synthetic_batches()(start)):
-            if start + i == 6:
-                raise Killed("simulated preemption")
-            yield b
-
     with pytest.raises(Killed):
-        _run(loop_config(tmp_path / "b", **cfg), t5, batches=dying)
+        _run(loop_config(tmp_path / "b", **cfg), t5, batches=dying_batches(6))
     resumed = _run(loop_config(tmp_path / "b", **cfg), t5)
     assert resumed.resumed_from == 4
     assert (straight.prompt_paths["final"].read_bytes()
