@@ -26,30 +26,27 @@ def main(path: str) -> None:
     print("| target | recipe | lr | steps | arm | seeds | dev best (mean ± std) | best step |"
           " transfer - scratch |")
     print("|---|---|---|---|---|---|---|---|---|")
-    per_recipe: dict[tuple, list[float]] = defaultdict(list)
+    mean = {key: float(np.mean([r["dev_best"] for r in rs])) for key, rs in groups.items()}
     for key in sorted(groups):
         target, extra, lr, steps, arm = key
         vals = np.array([r["dev_best"] for r in groups[key]])
-        gap = ""
-        other = groups.get((target, extra, lr, steps, "scratch"))
-        if arm == "transfer" and other:
-            diff = vals.mean() - np.mean([r["dev_best"] for r in other])
-            gap = f"{diff:+.1f}"
-            per_recipe[(extra, lr, steps)].append(diff)
-        per_recipe[(extra, lr, steps, arm)].append(vals.mean())
+        scratch = mean.get((target, extra, lr, steps, "scratch"))
+        gap = f"{mean[key] - scratch:+.1f}" if arm == "transfer" and scratch is not None else ""
         print(f"| {target.removeprefix('offline_')} | {extra} | {lr} | {steps} | {arm} | "
               f"{len(vals)} | {vals.mean():.1f} ± {vals.std(ddof=1) if len(vals) > 1 else 0:.1f}"
               f" | {np.mean([r['best_step'] for r in groups[key]]):.0f} | {gap} |")
     print("\n| recipe | lr | steps | targets | scratch mean | transfer mean | mean gap |")
     print("|---|---|---|---|---|---|---|")
-    for key in sorted(k for k in per_recipe if len(k) == 3):
-        extra, lr, steps = key
-        gaps = per_recipe[key]
-        s = per_recipe.get((extra, lr, steps, "scratch"), [])
-        t = per_recipe.get((extra, lr, steps, "transfer"), [])
-        print(f"| {extra} | {lr} | {steps} | {len(gaps)} | {np.mean(s):.1f} | {np.mean(t):.1f} |"
-              f" {np.mean(gaps):+.1f} |")
-
+    for extra, lr, steps in sorted({key[1:4] for key in groups}):
+        pairs = [(mean[(t, extra, lr, steps, "scratch")], mean[(t, extra, lr, steps, "transfer")])
+                 for t in sorted({key[0] for key in groups})
+                 if (t, extra, lr, steps, "scratch") in mean
+                 and (t, extra, lr, steps, "transfer") in mean]
+        if not pairs:
+            continue
+        s, t = np.array(pairs).T
+        print(f"| {extra} | {lr} | {steps} | {len(pairs)} | {s.mean():.1f} | {t.mean():.1f} |"
+              f" {np.mean(t - s):+.1f} |")
 
 if __name__ == "__main__":
     main(sys.argv[1])

@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 def main(path: str) -> None:
     scores: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
     for r in csv.DictReader(open(path, encoding="utf-8")):
-        if r["source"] not in ("none", "mixture") and not r["source"].startswith("weighted"):
+        if r["source"] not in ("none", "mixture"):  # the single-source transfers
             scores[(r["target"], int(r["seed"]))][r["source"]] = float(r["score"])
     targets = sorted({t for t, _ in scores})
     seeds = sorted({s for _, s in scores})

@@ -52,16 +52,16 @@ def learning_rate_schedule(cfg: OptimizerConfig) -> Callable[[jax.Array], jax.Ar
     if cfg.schedule == "constant":
         if not warmup:
             return None
-        return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup),
-                                     optax.constant_schedule(lr)], [warmup])
-    if not cfg.decay_steps:
+        after = optax.constant_schedule(lr)
+    elif not cfg.decay_steps:
         raise ValueError(f"a {cfg.schedule} schedule needs decay_steps (resolve the RunConfig)")
-    span = cfg.decay_steps - warmup
-    decay = (optax.linear_schedule(lr, 0.0, span) if cfg.schedule == "linear"
-             else optax.cosine_decay_schedule(lr, span))
+    elif cfg.schedule == "linear":
+        after = optax.linear_schedule(lr, 0.0, cfg.decay_steps - warmup)
+    else:
+        after = optax.cosine_decay_schedule(lr, cfg.decay_steps - warmup)
     if not warmup:
-        return decay
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), after], [warmup])
 
 
 def make_optimizer(cfg: OptimizerConfig, mode: str = "prompt") -> optax.GradientTransformation:
