@@ -76,23 +76,59 @@ def rewrite(task: str, i: int, ex: dict) -> dict:
     return {"inputs": q, "targets": "yes" if yes else "no"}
 
 
-def register_knowledge_tasks() -> str:
+def rewrite_own_labels(task: str, i: int, ex: dict) -> dict:
+    """One source example as a question in words the demo's formats do not use, answered
+    with the task's own label word ("word valence: serene" -> "positive" becomes "how does
+    serene feel ?" -> "positive"): the stage binds the knowledge to the demo's label words
+    but not to the demo's input formats."""
+    x, y = ex["inputs"], ex["targets"]
+    if task == "offline_vader_valence":
+        q = f"how does {_after(x, 'word valence:')} feel ?"
+    elif task == "offline_news_tone":
+        q = f"how does this news feel ? {_after(x, 'sentence valence:')}"
+    elif task in ("offline_pos_word", "offline_pos_in_context"):
+        body = _after(x, "part of speech:")
+        if " | context: " in body:
+            word, context = body.split(" | context: ", 1)
+            q = f"what kind of word is {word} here ? {context}"
+        else:
+            q = f"what kind of word is {body} ?"
+    elif task in ("offline_rel_plural", "offline_rel_past_tense"):
+        prefix = "relation plural:" if task == "offline_rel_plural" else "relation past tense:"
+        base, cand = (s.strip() for s in _after(x, prefix).split("->"))
+        kind = "plural" if task == "offline_rel_plural" else "past"
+        q = f"is {cand} the {kind} of {base} ?"
+    elif task == "offline_text_source":
+        q = f"where is this from ? {_after(x, 'text source:')}"
+    elif task == "offline_word_source":
+        q = f"where is the word {_after(x, 'word source:')} found ?"
+    else:
+        raise ValueError(task)
+    return {"inputs": q, "targets": y}
+
+
+def register_knowledge_tasks(labels: str = "yesno") -> str:
+    """The stage's mixture: every source task rewritten by `rewrite` (labels "yesno") or by
+    `rewrite_own_labels` (labels "own")."""
     from spot.data.offline.suite import SOURCE_TASKS, build_task
     from spot.data.registry import TextTaskSpec, register_mixture, register_text_task
 
     names = []
     for task in SOURCE_TASKS:
         built = build_task(task, 0)
-        splits = {split: [rewrite(task, i, ex) for i, ex in enumerate(built.splits[split])]
+        fn = rewrite if labels == "yesno" else rewrite_own_labels
+        splits = {split: [fn(task, i, ex) for i, ex in enumerate(built.splits[split])]
                   for split in ("train", "validation")}
-        name = f"probe_know_{task.removeprefix('offline_')}"
+        name = f"probe_know_{labels}_{task.removeprefix('offline_')}"
+        words = ("yes", "no") if labels == "yesno" else tuple(built.label_words)
         register_text_task(TextTaskSpec(
             name, family="knowledge", load_split=lambda split, s=splits: [dict(e) for e in s[split]],
-            label_words=("yes", "no"), description=f"{task} as yes/no questions",
+            label_words=words, description=f"{task} as questions ({labels} labels)",
             source="offline", num_examples={k: len(v) for k, v in splits.items()}))
         names.append(name)
-    register_mixture("probe_knowledge", names)
-    return "probe_knowledge"
+    mixture = "probe_knowledge" if labels == "yesno" else f"probe_knowledge_{labels}"
+    register_mixture(mixture, names)
+    return mixture
 
 
 def main() -> None:
@@ -101,6 +137,9 @@ def main() -> None:
     ap.add_argument("--stage-steps", type=int, default=1500)
     ap.add_argument("--cache", default="/tmp/spot-probe-knowledge")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--labels", choices=("yesno", "own"), default="yesno",
+                    help="the stage's answers: yes/no questions (the first try) or the demo "
+                         "task's own label words")
     args = ap.parse_args()
 
     cache = Path(args.cache)
@@ -120,12 +159,12 @@ def main() -> None:
     from spot.workflows import demo as demo_mod
     from spot.workflows.pool import ModelSource, TrainPool
 
-    mixture = register_knowledge_tasks()
+    mixture = register_knowledge_tasks(args.labels)
     recipe = dataclasses.replace(EMBEDDED_RECIPE, multitask_mixture=mixture,
                                  multitask_steps=args.stage_steps)
     t0 = time.perf_counter()
     path = build_backbone(recipe, log=lambda m: print(m, flush=True), progress=False)
-    append_row(args.out, {"what": "build", "stage_steps": args.stage_steps, "path": str(path),
+    append_row(args.out, {"what": "build", "stage_steps": args.stage_steps, "labels": args.labels, "path": str(path),
                           "seconds": round(time.perf_counter() - t0, 1)})
 
     demo_mod.enable_compilation_cache()
@@ -139,7 +178,8 @@ def main() -> None:
     def row(task: str, arm: str, score: float, **extra) -> None:
         append_row(args.out, {"what": arm, "task": task, "score": score,
                               "majority": 100.0 / len(registry.get(task).label_words),
-                              "stage_steps": args.stage_steps, "seed": args.seed, **extra})
+                              "stage_steps": args.stage_steps, "labels": args.labels, "seed": args.seed,
+                              **extra})
 
     for task in [*SOURCE_TASKS, *TARGET_TASKS]:
         bare = score_as_it_stands(s, f"bare-{task}", {"data.task": task, "train.mode": "model"},
