@@ -136,7 +136,9 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--stage-steps", type=int, default=1500)
     ap.add_argument("--cache", default="/tmp/spot-probe-knowledge")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="prompt-tuning seeds: the sources and the target runs are trained at "
+                         "each (the bare backbone is scored once; it does not depend on a seed)")
     ap.add_argument("--labels", choices=("yesno", "own"), default="yesno",
                     help="the stage's answers: yes/no questions (the first try) or the demo "
                          "task's own label words")
@@ -175,32 +177,37 @@ def main() -> None:
     s = demo_mod._Session(demo=cfg, out=out, vocab=source.vocabulary(), log=lambda m: None,
                           pool=pool)
 
-    def row(task: str, arm: str, score: float, **extra) -> None:
+    def row(task: str, arm: str, score: float, seed: int, **extra) -> None:
         append_row(args.out, {"what": arm, "task": task, "score": score,
                               "majority": 100.0 / len(registry.get(task).label_words),
-                              "stage_steps": args.stage_steps, "labels": args.labels, "seed": args.seed,
+                              "stage_steps": args.stage_steps, "labels": args.labels, "seed": seed,
                               **extra})
 
     for task in [*SOURCE_TASKS, *TARGET_TASKS]:
         bare = score_as_it_stands(s, f"bare-{task}", {"data.task": task, "train.mode": "model"},
-                                  args.seed)
-        row(task, "no_prompt", bare)
-    prompts = {}
-    for task in SOURCE_TASKS:
-        r = s.train(f"source-{task}", {"data.task": task, "train.steps": cfg.source_steps,
-                                       "prompt.init": "sampled_vocab"}, args.seed)
-        prompts[task] = r.prompt_paths["best"]
-        row(task, "tuned_source", r.best_score, untrained=r.initial_score)
-    for target in TARGET_TASKS:
-        r = s.train(f"scratch-{target}", {"data.task": target, "train.steps": cfg.target_steps,
-                                          "prompt.init": "class_labels"}, args.seed)
-        row(target, "from_scratch", r.best_score, untrained=r.initial_score)
-        src = SIBLING[target]
-        r = s.train(f"sibling-{target}", {"data.task": target, "train.steps": cfg.target_steps,
-                                          "prompt.init": "file",
-                                          "prompt.init_path": str(prompts[src])}, args.seed)
-        row(target, "from_sibling", r.best_score, source=src)
-
+                                  args.seeds[0])
+        row(task, "no_prompt", bare, args.seeds[0])
+    for seed in args.seeds:
+        prompts = {}
+        for task in SOURCE_TASKS:
+            r = s.train(f"source-{task}", {"data.task": task, "train.steps": cfg.source_steps,
+                                           "prompt.init": "sampled_vocab"}, seed)
+            prompts[task] = r.prompt_paths["best"]
+            row(task, "tuned_source", r.best_score, seed, untrained=r.initial_score,
+                seconds=round(r.seconds, 1))
+        for target in TARGET_TASKS:
+            r = s.train(f"scratch-{target}", {"data.task": target,
+                                              "train.steps": cfg.target_steps,
+                                              "prompt.init": "class_labels"}, seed)
+            row(target, "from_scratch", r.best_score, seed, untrained=r.initial_score,
+                seconds=round(r.seconds, 1))
+            src = SIBLING[target]
+            r = s.train(f"sibling-{target}", {"data.task": target,
+                                              "train.steps": cfg.target_steps,
+                                              "prompt.init": "file",
+                                              "prompt.init_path": str(prompts[src])}, seed)
+            row(target, "from_sibling", r.best_score, seed, source=src,
+                seconds=round(r.seconds, 1))
 
 if __name__ == "__main__":
     main()
