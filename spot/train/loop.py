@@ -126,6 +126,41 @@ def check_resumable(out_dir: Path, config: RunConfig) -> None:
             f"same settings or choose another --out")
 
 
+_INIT_RECORD = "init_prompt.json"
+
+
+def _init_file_digest(config: RunConfig) -> str | None:
+    """sha256 of the file a `prompt.init = file` run starts from; None for any other init or
+    a file that is not there (the prompt loader then says so)."""
+    import hashlib
+
+    if config.prompt.init != "file" or not config.prompt.init_path:
+        return None
+    path = Path(config.prompt.init_path)
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_init_file_unchanged(out_dir: Path, config: RunConfig) -> None:
+    """Refuse to resume a run whose initial prompt file now holds another prompt: the
+    saved config names the file, not its content, so a rewritten file would otherwise be
+    resumed (or a finished run returned) as if it were the one the run started from."""
+    record = Path(out_dir) / _INIT_RECORD
+    digest = _init_file_digest(config)
+    if digest is None or not record.is_file():
+        return
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8")).get("sha256")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        saved = None
+    if saved != digest:
+        raise ConfigError(
+            f"{out_dir} holds a run started from another initial prompt: "
+            f"{config.prompt.init_path} has changed since (sha256 {str(saved)[:12]} -> "
+            f"{digest[:12]}); choose another --out (train.out_dir) or restore the file")
+
+
 def remove_partial_checkpoints(checkpoints: Path, log: Callable[[str], None]) -> list[Path]:
     """Delete the temporary folders of checkpoint saves that never finished (a kill during
     a save leaves `<step>.orbax-checkpoint-tmp-*`); a run folder belongs to one process, so
@@ -265,7 +300,12 @@ def prepare_run_folder(out_dir: Path | str, config: RunConfig,
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     check_resumable(out_dir, config)
+    check_init_file_unchanged(out_dir, config)
     atomic_write_text(out_dir / "config.json", config.to_json() + "\n")
+    digest = _init_file_digest(config)
+    if digest is not None and not (out_dir / _INIT_RECORD).is_file():
+        atomic_write_text(out_dir / _INIT_RECORD, json.dumps(
+            {"path": config.prompt.init_path, "sha256": digest}, indent=2) + "\n")
     remove_partial_checkpoints(out_dir / "checkpoints", log)
     return out_dir
 

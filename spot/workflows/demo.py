@@ -24,6 +24,7 @@ and resumes the rest.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -298,7 +299,10 @@ def _start_targeted(s: _Session, grid: _Grid, library: Any, target: str) -> dict
                                    [score for _, score in top])
         init = save_prompt(s.out / "runs" / f"init-{target}-weighted-s{seed}.npy", average,
                            metadata={"strategy": "weighted", "sources": top})
-        weighted[seed] = s.submit(f"target-{target}-weighted-top{demo.k}", {
+        # named by the average itself: with more seeds in the library the top-k (and so
+        # this prompt) can change, and the run must then be a new one, not a resumed one
+        digest = hashlib.sha256(np.ascontiguousarray(average).tobytes()).hexdigest()[:8]
+        weighted[seed] = s.submit(f"target-{target}-weighted-top{demo.k}-{digest}", {
             "data.task": target, "prompt.init": "file", "prompt.init_path": str(init)}, seed)
     return {"retrieved": sources, "best_of_top_k": best_score,
             "best_of_top_k_std": _std_of(grid.runs[(best_source, target)]),

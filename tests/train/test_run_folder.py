@@ -99,3 +99,42 @@ def test_stale_partial_checkpoint_is_removed_and_logged(tmp_path, t5):
     assert any("removed a partial checkpoint" in line and stale.name in line for line in logs)
     assert result.resumed_from == 4 and result.final_step == 8
     assert not list((tmp_path / "run" / "checkpoints").glob("*orbax-checkpoint-tmp*"))
+
+
+def test_a_run_is_not_resumed_from_a_rewritten_initial_prompt_file(tmp_path):
+    """The saved config names the init file, not its content: a run folder records the
+    file's sha256 and refuses a resume once the file holds another prompt (the demo's
+    weighted top-k init is rewritten when more seeds change the retrieved sources)."""
+    import numpy as np
+
+    from spot.model.prompt_files import save_prompt
+    from spot.train.loop import prepare_run_folder
+
+    init = save_prompt(tmp_path / "init.npy", np.ones((4, 8), np.float32))
+    out = tmp_path / "run"
+    config = loop_config(out, **{"prompt.init": "file", "prompt.init_path": str(init)})
+    prepare_run_folder(out, config, log=lambda m: None)
+    record = json.loads((out / "init_prompt.json").read_text())
+    assert record["path"] == str(init) and len(record["sha256"]) == 64
+    prepare_run_folder(out, config, log=lambda m: None)  # same file: resumes
+
+    before = init.read_bytes()
+    save_prompt(init, np.full((4, 8), 2.0, np.float32))
+    changed = init.read_bytes()
+    assert changed != before
+    with pytest.raises(ConfigError, match="started from another initial prompt"):
+        prepare_run_folder(out, config, log=lambda m: None)
+    assert init.read_bytes() == changed  # the user's file is left as it is
+    assert json.loads((out / "init_prompt.json").read_text()) == record
+
+    save_prompt(init, np.ones((4, 8), np.float32))  # the original content again: resumes
+    prepare_run_folder(out, config, log=lambda m: None)
+
+
+def test_a_run_from_class_labels_records_no_initial_prompt_file(tmp_path):
+    from spot.train.loop import prepare_run_folder
+
+    out = tmp_path / "run"
+    prepare_run_folder(out, loop_config(out, **{"prompt.init": "class_labels"}),
+                       log=lambda m: None)
+    assert (out / "config.json").is_file() and not (out / "init_prompt.json").exists()
