@@ -142,12 +142,12 @@ def _init_file_digest(config: RunConfig) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def check_init_file_unchanged(out_dir: Path, config: RunConfig) -> None:
-    """Refuse to resume a run whose initial prompt file now holds another prompt: the
-    saved config names the file, not its content, so a rewritten file would otherwise be
-    resumed (or a finished run returned) as if it were the one the run started from."""
+def check_init_file_unchanged(out_dir: Path, config: RunConfig, digest: str | None) -> None:
+    """Refuse to resume a run whose initial prompt file now holds another prompt (`digest`:
+    the file's sha256 now, from `_init_file_digest`): the saved config names the file, not
+    its content, so a rewritten file would otherwise be resumed (or a finished run
+    returned) as if it were the one the run started from."""
     record = Path(out_dir) / _INIT_RECORD
-    digest = _init_file_digest(config)
     if digest is None or not record.is_file():
         return
     try:
@@ -300,9 +300,9 @@ def prepare_run_folder(out_dir: Path | str, config: RunConfig,
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     check_resumable(out_dir, config)
-    check_init_file_unchanged(out_dir, config)
-    atomic_write_text(out_dir / "config.json", config.to_json() + "\n")
     digest = _init_file_digest(config)
+    check_init_file_unchanged(out_dir, config, digest)
+    atomic_write_text(out_dir / "config.json", config.to_json() + "\n")
     if digest is not None and not (out_dir / _INIT_RECORD).is_file():
         atomic_write_text(out_dir / _INIT_RECORD, json.dumps(
             {"path": config.prompt.init_path, "sha256": digest}, indent=2) + "\n")
